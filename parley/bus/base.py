@@ -1,0 +1,30 @@
+"""The bus interface."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+
+class UnknownTurn(KeyError):
+    """No stream for that turn: never opened, or expired after it ended."""
+
+
+class Bus(Protocol):
+    def open(self, turn_id: int) -> None:
+        """Creates the turn's stream; events published before a subscriber arrives are kept."""
+
+    def publish(self, turn_id: int, event: Any) -> int:
+        """Appends an event; returns its offset."""
+
+    def end(self, turn_id: int) -> None:
+        """Marks the stream complete; it expires after the retention period."""
+
+    def subscribe(self, turn_id: int, offset: int = 0, idle: float | None = None) -> AsyncIterator[Any]:
+        """Yields events from `offset` on until the stream ends.
+
+        With `idle` set, yields None after that many seconds without an event, so that
+        a face can send a keep-alive.
+        """
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,156 @@
+"""Applications: their definition, drafts, releases and the AppKey.
+
+A draft can change freely; publishing freezes it as an immutable release. The dialogue
+faces serve the latest release only, so edits reach visitors at the next publish.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from parley.store.apps import AppRepository, AppRow, ReleaseRow
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class StreamingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    throttle: int = Field(5, ge=1, le=1000)
+    """Characters per packet when a request leaves `streaming_throttle` at 0 or out."""
+
+
+class AppConfig(BaseModel):
+    """An application as the operator writes it (YAML or the admin API)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    avatar: str = ""
+    model: str | None = None
+    """A configured model's name; none means the server's default model."""
+    system_role: str = ""
+    """The role prompt. `{{key}}` is replaced by the request's custom_variables[key]."""
+    greeting: str = ""
+    opening_questions: list[str] = Field(default_factory=list)
+    unknown_reply: str = "Sorry, I cannot answer that question yet."
+    busy_reply: str = "Too many people are asking right now; please try again in a moment."
+    streaming: StreamingSettings = Field(default_factory=StreamingSettings)
+    history_depth: int = Field(5, ge=0, le=100)
+    """How many earlier question-and-answer pairs of the session go to the model."""
+    concurrency: int = Field(20, ge=1, le=100_000)
+    """Turns of this application in progress at once."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """An application with its draft and, once published, its latest release."""
+
+    id: int
+    app_key: str
+    draft: AppConfig
+    release: AppConfig | None
+    release_version: int | None
+    created_at: int
+    updated_at: int
+
+    @property
+    def name(self) -> str:
+        return self.draft.name
+
+    @property
+    def published(self) -> bool:
+        return self.release is not None
+
+    @property
+    def has_unpublished_changes(self) -> bool:
+        return self.release != self.draft
+
+
+class AppError(Exception):
+    """An application definition or operation the operator has to correct."""
+
+
+class ApplicationService:
+    def __init__(self, repository: AppRepository, known_models: Callable[[], list[str]]) -> None:
+        self._repo = repository
+        self._known_models = known_models
+
+    def validate(self, data: dict[str, Any]) -> AppConfig:
+        try:
+            config = AppConfig.model_validate(data)
+        except ValidationError as exc:
+            raise AppError(_describe(exc)) from exc
+        if config.model is not None and config.model not in self._known_models():
+            raise AppError(f"model {config.model!r} is not configured (known: {', '.join(self._known_models())})")
+        return config
+
+    async def apply(self, data: dict[str, Any]) -> tuple[App, bool]:
+        """Creates the application or replaces its draft; returns it and whether it is new."""
+        config = self.validate(data)
+        row = await self._repo.get_by_name(config.name)
+        if row is None:
+            row = await self._repo.create(config.name, config.model_dump())
+            return await self._assemble(row), True
+        await self._repo.update_config(row.id, config.model_dump())
+        return await self.get(config.name), False  # type: ignore[return-value]
+
+    async def publish(self, name: str, description: str = "") -> App:
+        row = await self._require(name)
+        await self._repo.publish(row.id, row.config, description)
+        return await self.get(name)  # type: ignore[return-value]
+
+    async def delete(self, name: str) -> None:
+        row = await self._require(name)
+        await self._repo.mark_deleted(row.id)
+
+    async def get(self, name: str) -> App | None:
+        row = await self._repo.get_by_name(name)
+        return await self._assemble(row) if row else None
+
+    async def get_by_id(self, app_id: int) -> App | None:
+        row = await self._repo.get(app_id)
+        return await self._assemble(row) if row and not row.deleted else None
+
+    async def list(self) -> list[App]:
+        return [await self._assemble(row) for row in await self._repo.list()]
+
+    async def released_by_key(self, app_key: str) -> tuple[AppRow | None, ReleaseRow | None]:
+        return await self._repo.released_by_key(app_key)
+
+    async def _require(self, name: str) -> AppRow:
+        row = await self._repo.get_by_name(name)
+        if row is None:
+            raise AppError(f"no application named {name!r}")
+        return row
+
+    async def _assemble(self, row: AppRow) -> App:
+        release = await self._repo.latest_release(row.id)
+        return App(
+            id=row.id,
+            app_key=row.app_key,
+            draft=AppConfig.model_validate(row.config),
+            release=AppConfig.model_validate(release.config) if release else None,
+            release_version=release.version if release else None,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'application'}: {err['msg']}" for err in exc.errors()
+    )

@@ -1,0 +1,30 @@
+"""Why the engine refused or failed a turn, in terms every face can map to its own codes."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorKind(str, Enum):
+    BAD_REQUEST = "bad_request"
+    APP_KEY_INVALID = "app_key_invalid"
+    APP_NOT_FOUND = "app_not_found"
+    APP_NOT_PUBLISHED = "app_not_published"
+    SESSION_FORBIDDEN = "session_forbidden"
+    CONCURRENCY_EXCEEDED = "concurrency_exceeded"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    CONTENT_TOO_LONG = "content_too_long"
+    ROLE_TOO_LONG = "role_too_long"
+    PROMPT_RENDER_FAILED = "prompt_render_failed"
+    MODEL_TIMEOUT = "model_timeout"
+    MODEL_FAILED = "model_failed"
+    INTERNAL = "internal"
+
+
+class TurnRejected(Exception):
+    """The turn was refused before anything was recorded."""
+
+    def __init__(self, kind: ErrorKind, detail: str = "") -> None:
+        super().__init__(f"{kind.value}: {detail}" if detail else kind.value)
+        self.kind = kind
+        self.detail = detail

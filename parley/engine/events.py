@@ -1,0 +1,115 @@
+"""The typed events of a turn. Faces render them to their own wire shapes.
+
+Events carry deltas; whole-text rendering is a face's business. Identifiers common to
+the whole turn (record ids, session, request id) live in `TurnInfo`, not in each event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Procedure names and titles as ADP's token_stat and thought events show them.
+PROCEDURE_TITLES = {
+    "knowledge": "调用知识库",
+    "large_language_model": "大模型回复",
+    "thought": "思考",
+    "file": "读取文件",
+}
+
+
+@dataclass(slots=True, frozen=True)
+class Procedure:
+    name: str
+    status: str  # processing | success | failed | stop
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model: str = ""
+    elapsed_ms: int = 0
+
+    @property
+    def title(self) -> str:
+        return PROCEDURE_TITLES.get(self.name, self.name)
+
+
+@dataclass(slots=True, frozen=True)
+class UserEcho:
+    """The visitor's message, recorded, with the sensitive-content verdict."""
+
+    record_id: int
+    content: str
+    timestamp: int
+    is_evil: bool = False
+    file_infos: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class Progress:
+    """Token statistics: the turn's status and its procedures so far."""
+
+    status: str  # processing | success | failed | stop
+    procedures: tuple[Procedure, ...]
+    elapsed_ms: int
+
+    @property
+    def token_count(self) -> int:
+        return sum(p.input_tokens + p.output_tokens for p in self.procedures)
+
+
+@dataclass(slots=True, frozen=True)
+class ThoughtDelta:
+    text: str
+    elapsed_ms: int
+
+
+@dataclass(slots=True, frozen=True)
+class ThoughtEnd:
+    elapsed_ms: int
+
+
+@dataclass(slots=True, frozen=True)
+class ReplyDelta:
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class References:
+    items: tuple[dict[str, Any], ...]
+
+
+@dataclass(slots=True, frozen=True)
+class Final:
+    """The answer, complete and recorded. Always the last event of a turn that did not fail."""
+
+    content: str
+    reply_method: int
+    timestamp: int
+    is_llm_generated: bool
+    status: str = "success"  # success | stop
+    knowledge: tuple[dict[str, Any], ...] = ()
+    quote_infos: tuple[dict[str, int], ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class Failure:
+    """The turn failed after it started; whatever was sent stands, the record says failed."""
+
+    kind: str  # an ErrorKind value
+    message: str
+
+
+Event = UserEcho | Progress | ThoughtDelta | ThoughtEnd | ReplyDelta | References | Final | Failure
+
+
+class ReplyMethod:
+    """ADP's reply_method values (the engine uses the same numbering for every face)."""
+
+    LLM = 1
+    UNKNOWN_QUESTION = 2
+    REJECTED = 3
+    SENSITIVE = 4
+    QA_PAIR = 5
+    GREETING = 6
+    CONCURRENCY_EXCEEDED = 7
+    REALTIME_DOCUMENT = 14
+    WORKFLOW = 16

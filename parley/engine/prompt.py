@@ -1,0 +1,68 @@
+"""What the model is sent: the role prompt, the session's history and the question."""
+
+from __future__ import annotations
+
+import re
+
+from parley.models.base import ChatMessage
+from parley.store.conversations import RecordRow
+
+_VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
+_ANSWERED = ("success", "stopped")
+
+
+def render_role(template: str, variables: dict[str, str]) -> str:
+    """Replaces `{{key}}` with custom_variables[key]; a key the request lacks becomes empty."""
+    if "{{" not in template:
+        return template
+    return _VARIABLE.sub(lambda m: variables.get(m.group(1), ""), template)
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap upper-leaning estimate: CJK characters count one each, other text one per 4 characters.
+
+    Used only to keep the prompt inside the model's context window; token statistics come
+    from the usage the model reports.
+    """
+    wide = sum(1 for ch in text if ord(ch) >= 0x2E80)
+    return wide + (len(text) - wide + 3) // 4 + 1
+
+
+def history_pairs(records: list[RecordRow]) -> list[tuple[str, str]]:
+    """(question, answer) pairs of the answered turns among `records` (oldest first)."""
+    questions = {r.id: r.content for r in records if r.is_from_self}
+    pairs = []
+    for record in records:
+        if record.is_from_self or record.status not in _ANSWERED or not record.content:
+            continue
+        question = questions.get(record.related_record_id or 0)
+        if question is not None:
+            pairs.append((question, record.content))
+    return pairs
+
+
+def build_messages(
+    system_role: str,
+    history: list[RecordRow],
+    question: str,
+    *,
+    depth: int,
+    context_window: int,
+    reserve_for_answer: int,
+) -> list[ChatMessage]:
+    """The chat messages for one turn, the oldest history dropped first to fit the context."""
+    pairs = history_pairs(history)[-depth:] if depth > 0 else []
+    budget = context_window - reserve_for_answer - estimate_tokens(system_role) - estimate_tokens(question)
+    kept: list[tuple[str, str]] = []
+    for q, a in reversed(pairs):
+        cost = estimate_tokens(q) + estimate_tokens(a)
+        if cost > budget:
+            break
+        budget -= cost
+        kept.append((q, a))
+    messages = [ChatMessage("system", system_role)] if system_role else []
+    for q, a in reversed(kept):
+        messages.append(ChatMessage("user", q))
+        messages.append(ChatMessage("assistant", a))
+    messages.append(ChatMessage("user", question))
+    return messages

@@ -1,0 +1,1 @@
+"""Tencent Cloud ADP application dialogue API (v1)."""

@@ -1,0 +1,169 @@
+"""Validation of the ADP chat request (`POST /v1/qbot/chat/sse` and the WebSocket `send`).
+
+Every field is checked for type, length and pattern; unknown fields are accepted and
+ignored, as third-party clients send several undocumented ones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from parley.engine.turn import TurnRequest
+
+SESSION_ID = re.compile(r"^[a-zA-Z0-9_-]{2,64}$")
+SWITCH_VALUES = ("", "enable", "disable")
+INT32_MAX = 2**31 - 1
+FILE_INFO_FIELDS = ("file_name", "file_size", "file_url", "file_type", "doc_id")
+
+
+class BadRequest(Exception):
+    """A request field is missing or malformed (ADP code 400)."""
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A validated chat request: the engine's part plus how the answer is to be rendered."""
+
+    turn: TurnRequest
+    incremental: bool = False
+    streaming_throttle: int = 0
+    stream: str = ""
+    search_network: str = ""
+    workflow_status: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+def validate_chat(data: dict[str, Any], *, app_key: str | None = None, visitor_id: str | None = None) -> ChatRequest:
+    """Checks an SSE request body, or (with `app_key` and `visitor_id` from a token) a WebSocket `send`."""
+    request_id = _string(data, "request_id", 255)
+    session_id = _string(data, "session_id", 64, required=True)
+    if not SESSION_ID.match(session_id):
+        raise BadRequest("session_id must match ^[a-zA-Z0-9_-]{2,64}$")
+    if app_key is None:
+        app_key = _string(data, "bot_app_key", 128, required=True)
+        if not app_key:
+            raise BadRequest("bot_app_key must not be empty")
+    if visitor_id is None:
+        visitor_id = _string(data, "visitor_biz_id", 64, required=True)
+        if not visitor_id:
+            raise BadRequest("visitor_biz_id must not be empty")
+    file_infos = _file_infos(data.get("file_infos"))
+    content = _string(data, "content", None, required=not file_infos)
+    if not content and not file_infos:
+        raise BadRequest("content must not be empty when no file_infos are given")
+    throttle = data.get("streaming_throttle")
+    if throttle is None:
+        throttle = 0
+    elif not isinstance(throttle, int) or isinstance(throttle, bool) or not 0 <= throttle <= INT32_MAX:
+        raise BadRequest("streaming_throttle must be a non-negative int32")
+    incremental = data.get("incremental")
+    if incremental is None:
+        incremental = False
+    elif not isinstance(incremental, bool):
+        raise BadRequest("incremental must be a boolean")
+    system_role = data.get("system_role")
+    if system_role is not None and not isinstance(system_role, str):
+        raise BadRequest("system_role must be a string")
+    model_name = _string(data, "model_name", 128) or None
+    _string(data, "tcadp_user_id", 255)
+    for name in ("tool_ouputs",):
+        if data.get(name) is not None and not isinstance(data[name], list):
+            raise BadRequest(f"{name} must be an array")
+    if data.get("agent_config") is not None and not isinstance(data["agent_config"], dict):
+        raise BadRequest("agent_config must be an object")
+    return ChatRequest(
+        turn=TurnRequest(
+            app_key=app_key,
+            visitor_id=visitor_id,
+            session_id=session_id,
+            content=content,
+            request_id=request_id,
+            model_name=model_name,
+            system_role=system_role or None,
+            custom_variables=_custom_variables(data.get("custom_variables")),
+            file_infos=file_infos,
+            visitor_labels=_visitor_labels(data.get("visitor_labels")),
+        ),
+        incremental=incremental,
+        streaming_throttle=throttle,
+        stream=_switch(data, "stream"),
+        search_network=_switch(data, "search_network"),
+        workflow_status=_switch(data, "workflow_status"),
+    )
+
+
+def _string(data: dict[str, Any], name: str, limit: int | None, *, required: bool = False) -> str:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"{name} is required")
+        return ""
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    if limit is not None and len(value) > limit:
+        raise BadRequest(f"{name} must be at most {limit} characters")
+    return value
+
+
+def _switch(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if value is None:
+        return ""
+    if value not in SWITCH_VALUES:
+        raise BadRequest(f'{name} must be "", "enable" or "disable"')
+    return value
+
+
+def _custom_variables(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("custom_variables must be an object of strings")
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise BadRequest(f"custom_variables.{key} must be a string")
+    return value
+
+
+def _visitor_labels(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest("visitor_labels must be an array")
+    for label in value:
+        if (
+            not isinstance(label, dict)
+            or not isinstance(label.get("name"), str)
+            or not isinstance(label.get("values", []), list)
+            or not all(isinstance(v, str) for v in label.get("values", []))
+        ):
+            raise BadRequest("visitor_labels items must be {name: string, values: [string]}")
+    return value
+
+
+def _file_infos(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest("file_infos must be an array")
+    for info in value:
+        if not isinstance(info, dict):
+            raise BadRequest("file_infos items must be objects")
+        for name in FILE_INFO_FIELDS:
+            if not isinstance(info.get(name), str):
+                raise BadRequest(f"file_infos[].{name} must be a string")
+    return value

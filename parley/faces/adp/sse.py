@@ -1,0 +1,82 @@
+"""`POST /v1/qbot/chat/sse`: the ADP dialogue over HTTP server-sent events.
+
+Every answer is HTTP 200 with an event stream, rejections included (an `error` event),
+because ADP clients treat any other status as a broken turn and read errors from events.
+Headers go out at once; a keep-alive comment follows every silence of
+`keepalive_interval` seconds. A client that goes away stops reading, not the turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from parley.engine.errors import TurnRejected
+from parley.faces.adp.errors import code_and_message
+from parley.faces.adp.render import KEEPALIVE, AdpRenderer, error_frame
+from parley.faces.adp.request import BadRequest, ChatRequest, parse_body, validate_chat
+from parley.services import Services
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def chat_sse(request: Request) -> StreamingResponse:
+    services: Services = request.app.state.services
+    body = await request.body()
+    try:
+        chat = validate_chat(parse_body(body))
+    except BadRequest as exc:
+        code, message = code_and_message("bad_request", str(exc))
+        return _stream(_single(error_frame(code, message, _request_id_of(body))))
+    return _stream(answer(services, chat))
+
+
+async def answer(services: Services, chat: ChatRequest) -> AsyncIterator[bytes]:
+    """Starts the turn and renders its events until the final reply (or an error)."""
+    engine = services.engine
+    try:
+        info = await engine.start_turn(chat.turn)
+    except TurnRejected as exc:
+        code, message = code_and_message(exc.kind, exc.detail)
+        yield error_frame(code, message, chat.turn.request_id)
+        return
+    stream = {"enable": True, "disable": False}.get(chat.stream, info.streaming_enabled)
+    renderer = AdpRenderer(
+        info,
+        incremental=chat.incremental,
+        throttle=chat.streaming_throttle or info.streaming_throttle,
+        stream=stream,
+    )
+    async for event in engine.events(info.turn_id, idle=services.settings.keepalive_interval):
+        if event is None:
+            yield KEEPALIVE
+            continue
+        data = renderer.render(event)
+        if data:
+            yield data
+        if renderer.finished:
+            return  # nothing follows the final reply
+
+
+async def _single(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _stream(body: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _request_id_of(body: bytes) -> str:
+    """The request_id of a rejected body, when one can be read, so the error still echoes it."""
+    try:
+        data = parse_body(body)
+    except BadRequest:
+        return ""
+    value = data.get("request_id")
+    return value if isinstance(value, str) and len(value) <= 255 else ""
+
+
+routes = [Route("/v1/qbot/chat/sse", chat_sse, methods=["POST"])]

@@ -1,0 +1,181 @@
+"""The admin HTTP API under /admin, guarded by the admin token (`Authorization: Bearer TOKEN`).
+
+Errors are `{"error": {"code": "...", "message": "..."}}` with a matching HTTP status.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from parley.engine.apps import App, AppError
+from parley.services import Services
+from parley.store.conversations import RecordRow
+
+Handler = Callable[[Request, Services], Awaitable[Response]]
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return _json({"error": {"code": code, "message": message}}, status)
+
+
+def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        services: Services = request.app.state.services
+        supplied = request.headers.get("authorization", "")
+        expected = "Bearer " + services.settings.ensure_admin_token()
+        if not hmac.compare_digest(supplied.encode(), expected.encode()):
+            return _error(401, "unauthorized", "a valid admin token is required (Authorization: Bearer TOKEN)")
+        try:
+            return await handler(request, services)
+        except AppError as exc:
+            return _error(400, "invalid_application", str(exc))
+
+    return endpoint
+
+
+async def _body(request: Request) -> dict[str, Any] | Response:
+    try:
+        data = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        return _error(400, "bad_json", "the body is not valid JSON")
+    if not isinstance(data, dict):
+        return _error(400, "bad_json", "the body must be a JSON object")
+    return data
+
+
+def app_json(app: App) -> dict[str, Any]:
+    return {
+        "id": str(app.id),
+        "name": app.name,
+        "app_key": app.app_key,
+        "published": app.published,
+        "release_version": app.release_version,
+        "has_unpublished_changes": app.has_unpublished_changes,
+        "draft": app.draft.model_dump(),
+        "release": app.release.model_dump() if app.release else None,
+        "created_at": app.created_at,
+        "updated_at": app.updated_at,
+    }
+
+
+def record_json(record: RecordRow) -> dict[str, Any]:
+    return {
+        "record_id": str(record.id),
+        "related_record_id": str(record.related_record_id) if record.related_record_id else "",
+        "request_id": record.request_id,
+        "is_from_self": record.is_from_self,
+        "content": record.content,
+        "reasoning": record.reasoning,
+        "reply_method": record.reply_method,
+        "status": record.status,
+        "model": record.model,
+        "is_evil": record.is_evil,
+        "is_llm_generated": record.is_llm_generated,
+        "token_stat": record.token_stat,
+        "file_infos": record.file_infos or [],
+        "error_message": record.error_message,
+        "score": record.score,
+        "created_at": record.created_at,
+        "finished_at": record.finished_at,
+    }
+
+
+async def list_models(request: Request, services: Services) -> Response:
+    default = services.models.default_name
+    return _json(
+        [
+            {
+                "name": c.name,
+                "provider": c.provider,
+                "model": c.upstream_model,
+                "description": c.description,
+                "reasoning": c.reasoning,
+                "input_len_limit": c.input_len_limit,
+                "role_len_limit": c.role_len_limit,
+                "context_window": c.context_window,
+                "default": c.name == default,
+            }
+            for c in services.models.configs()
+        ]
+    )
+
+
+async def list_apps(request: Request, services: Services) -> Response:
+    return _json([app_json(a) for a in await services.apps.list()])
+
+
+async def apply_app(request: Request, services: Services) -> Response:
+    data = await _body(request)
+    if isinstance(data, Response):
+        return data
+    name = request.path_params.get("name")
+    if name is not None:
+        data.setdefault("name", name)
+        if data["name"] != name:
+            return _error(400, "invalid_application", "the name in the body differs from the one in the path")
+    app, created = await services.apps.apply(data)
+    if request.query_params.get("publish") in ("1", "true", "yes"):
+        app = await services.apps.publish(app.name)
+    return _json(app_json(app), 201 if created else 200)
+
+
+async def get_app(request: Request, services: Services) -> Response:
+    app = await services.apps.get(request.path_params["name"])
+    if app is None:
+        return _error(404, "not_found", f"no application named {request.path_params['name']!r}")
+    return _json(app_json(app))
+
+
+async def delete_app(request: Request, services: Services) -> Response:
+    await services.apps.delete(request.path_params["name"])
+    return Response(status_code=204)
+
+
+async def publish_app(request: Request, services: Services) -> Response:
+    data = await _body(request)
+    if isinstance(data, Response):
+        return data
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        return _error(400, "bad_request", "description must be a string")
+    app = await services.apps.publish(request.path_params["name"], description)
+    return _json(app_json(app))
+
+
+async def session_records(request: Request, services: Services) -> Response:
+    app = await services.apps.get(request.path_params["name"])
+    if app is None:
+        return _error(404, "not_found", f"no application named {request.path_params['name']!r}")
+    try:
+        count = int(request.query_params.get("count", "100"))
+        before = request.query_params.get("before")
+        before_id = int(before) if before else None
+    except ValueError:
+        return _error(400, "bad_request", "count and before must be integers")
+    if not 1 <= count <= 1000:
+        return _error(400, "bad_request", "count must be between 1 and 1000")
+    records = await services.engine.session_records(app.id, request.path_params["session_id"], count, before_id)
+    return _json([record_json(r) for r in records])
+
+
+routes = [
+    Route("/admin/models", guarded(list_models), methods=["GET"]),
+    Route("/admin/apps", guarded(list_apps), methods=["GET"]),
+    Route("/admin/apps", guarded(apply_app), methods=["POST"]),
+    Route("/admin/apps/{name}", guarded(get_app), methods=["GET"]),
+    Route("/admin/apps/{name}", guarded(apply_app), methods=["PUT"]),
+    Route("/admin/apps/{name}", guarded(delete_app), methods=["DELETE"]),
+    Route("/admin/apps/{name}/publish", guarded(publish_app), methods=["POST"]),
+    Route("/admin/apps/{name}/sessions/{session_id}/records", guarded(session_records), methods=["GET"]),
+]

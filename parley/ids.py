@@ -1,0 +1,56 @@
+"""Numeric ids for records, applications, documents and Q&A pairs.
+
+ADP clients (the official Go SDK among them) decode ids as decimal-digit strings into
+uint64, so every id Parley mints is a positive 63-bit integer: milliseconds since an epoch,
+a per-process node number and a sequence, in the manner of Twitter's Snowflake. Ids sort by
+creation time, which lets history pages walk backwards by id alone.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+
+_EPOCH_MS = 1_700_000_000_000  # 2023-11-14: keeps the ids short for decades
+_NODE_BITS = 10
+_SEQUENCE_BITS = 12
+_SEQUENCE_MASK = (1 << _SEQUENCE_BITS) - 1
+
+
+class IdGenerator:
+    """Mints unique, time-ordered positive integers (safe across threads)."""
+
+    def __init__(self, node: int | None = None) -> None:
+        self._node = (secrets.randbits(_NODE_BITS) if node is None else node) & ((1 << _NODE_BITS) - 1)
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._sequence = 0
+
+    def next(self) -> int:
+        with self._lock:
+            now = int(time.time() * 1000) - _EPOCH_MS
+            if now <= self._last_ms:
+                # Same millisecond (or a clock step back): keep counting on the last one.
+                now = self._last_ms
+                self._sequence = (self._sequence + 1) & _SEQUENCE_MASK
+                if self._sequence == 0:
+                    now += 1
+            else:
+                self._sequence = 0
+            self._last_ms = now
+            return (now << (_NODE_BITS + _SEQUENCE_BITS)) | (self._node << _SEQUENCE_BITS) | self._sequence
+
+
+_default = IdGenerator(int(os.environ["PARLEY_NODE_ID"]) if "PARLEY_NODE_ID" in os.environ else None)
+
+
+def new_id() -> int:
+    """A new unique id from the process-wide generator."""
+    return _default.next()
+
+
+def new_key(nbytes: int = 24) -> str:
+    """A new secret key (application keys, admin tokens): URL-safe, no padding."""
+    return secrets.token_urlsafe(nbytes)

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
+
+
+@pytest.fixture(scope="session")
+def scripted_model() -> Iterator[ScriptedModel]:
+    model = ScriptedModel()
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="session")
+def parley(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    """One Parley process for the session, configured against the scripted model."""
+    server = start_parley(tmp_path_factory.mktemp("parley"), default_config(scripted_model))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def model(scripted_model: ScriptedModel) -> ScriptedModel:
+    """The scripted model with no rules and fresh statistics."""
+    scripted_model.reset()
+    return scripted_model
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    return tmp_path
