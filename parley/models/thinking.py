@@ -17,11 +17,16 @@ class ThinkTagSplitter:
     __slots__ = ("_state", "_held")
 
     def __init__(self) -> None:
-        self._state = "start"  # start -> thinking -> answer
+        self._state = "start"  # start -> thinking -> closed -> answer
         self._held = ""
 
     def feed(self, text: str) -> tuple[str, str]:
         if self._state == "answer":
+            return "", text
+        if self._state == "closed":  # drop the line break that follows </think>
+            text = text.lstrip("\n")
+            if text:
+                self._state = "answer"
             return "", text
         buffer = self._held + text
         self._held = ""
@@ -38,8 +43,8 @@ class ThinkTagSplitter:
                 return "", buffer
         end = buffer.find(CLOSE)
         if end >= 0:
-            self._state = "answer"
-            return buffer[:end], buffer[end + len(CLOSE):].lstrip("\n")
+            self._state = "closed"
+            return buffer[:end], self.feed(buffer[end + len(CLOSE):])[1]
         keep = _partial_suffix(buffer, CLOSE)
         if keep:
             self._held = buffer[-keep:]

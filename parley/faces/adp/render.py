@@ -95,9 +95,7 @@ class AdpRenderer:
             return b""
         if isinstance(event, ThoughtEnd):
             self._thought_elapsed = event.elapsed_ms
-            if self._thought_sent < len(self._thought) or not self.stream:
-                return self._thought_packet("success")
-            return b""
+            return self._thought_packet("success")  # the rest of the thought, and its status
         if isinstance(event, UserEcho):
             return self._echo(event)
         if isinstance(event, Progress):
