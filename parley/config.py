@@ -76,6 +76,9 @@ class Settings(BaseModel):
     shutdown_grace: float = 30.0
     """Seconds a stopping server lets turns in progress finish."""
     log_level: str = "info"
+    sensitive_word_files: list[Path] = Field(default_factory=list)
+    """Global sensitive-word lists (one word per line), besides `sensitive_words.txt` in the data
+    directory, which the admin API edits. Changed files are re-read within a second."""
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -85,6 +88,10 @@ class Settings(BaseModel):
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'parley.db'}"
+
+    @property
+    def word_files(self) -> list[Path]:
+        return [self.data_dir / "sensitive_words.txt", *self.sensitive_word_files]
 
     def model_named(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
@@ -132,5 +139,3 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             values[key] = os.environ[env]
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings.model_validate(values)
-
-

@@ -15,7 +15,8 @@ from parley.bus.local import LocalBus
 from parley.config import Settings
 from parley.engine.apps import App, ApplicationService
 from parley.engine.engine import Engine
-from parley.engine.limits import LocalConcurrencyLimiter
+from parley.engine.limits import LocalConcurrencyLimiter, LocalRateLimiter
+from parley.engine.moderation import WordListModerator
 from parley.faces.adp import sse as adp_sse
 from parley.faces.console import admin
 from parley.models.registry import ModelRegistry
@@ -36,7 +37,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     models = ModelRegistry(settings)
     bus = LocalBus(retention=settings.turn_retention)
     apps = ApplicationService(AppRepository(database.engine), models.names)
-    engine = Engine(apps, ConversationRepository(database.engine), models, bus, LocalConcurrencyLimiter())
+    engine = Engine(
+        apps, ConversationRepository(database.engine), models, bus,
+        LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files),
+    )
     try:
         yield Services(settings=settings, engine=engine, apps=apps, models=models)
     finally:

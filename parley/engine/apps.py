@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -46,6 +46,20 @@ class AppConfig(BaseModel):
     """How many earlier question-and-answer pairs of the session go to the model."""
     concurrency: int = Field(20, ge=1, le=100_000)
     """Turns of this application in progress at once."""
+    queue_timeout: float = Field(0.0, ge=0, le=60)
+    """Seconds a turn over the concurrency limit waits in line for a slot."""
+    busy_mode: Literal["error", "reply"] = "error"
+    """When no slot comes: error 460011, or `busy_reply` as reply method 7."""
+    max_streams: int = Field(1000, ge=1, le=1_000_000)
+    """Open dialogue streams (connections) at once; more get 460031."""
+    rate_limit: int | None = Field(None, ge=1)
+    """Turns per minute for the whole application (none: no limit)."""
+    visitor_rate_limit: int | None = Field(None, ge=1)
+    """Turns per minute for one visitor (none: no limit)."""
+    refusal_reply: str = "Sorry, I can't help with that."
+    """The answer (reply method 4) when a question or an answer hits a sensitive word."""
+    sensitive_words: list[str] = Field(default_factory=list)
+    """This application's own sensitive words, checked with the global lists."""
 
     @field_validator("name")
     @classmethod
@@ -88,6 +102,15 @@ class ApplicationService:
     def __init__(self, repository: AppRepository, known_models: Callable[[], list[str]]) -> None:
         self._repo = repository
         self._known_models = known_models
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Calls `listener` after every publish or delete (caches of releases listen)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     def validate(self, data: dict[str, Any]) -> AppConfig:
         try:
@@ -111,11 +134,13 @@ class ApplicationService:
     async def publish(self, name: str, description: str = "") -> App:
         row = await self._require(name)
         await self._repo.publish(row.id, row.config, description)
+        self._changed()
         return await self.get(name)  # type: ignore[return-value]
 
     async def delete(self, name: str) -> None:
         row = await self._require(name)
         await self._repo.mark_deleted(row.id)
+        self._changed()
 
     async def get(self, name: str) -> App | None:
         row = await self._repo.get_by_name(name)

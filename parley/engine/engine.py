@@ -11,15 +11,19 @@ from typing import Any
 from parley.bus.base import Bus
 from parley.engine.apps import AppConfig, ApplicationService
 from parley.engine.errors import ErrorKind, TurnRejected
-from parley.engine.events import UserEcho
-from parley.engine.limits import ConcurrencyLimiter
+from parley.engine.events import ReplyMethod, UserEcho
+from parley.engine.limits import ConcurrencyLimiter, RateLimiter
+from parley.engine.moderation import Moderator
 from parley.engine.prompt import render_role
-from parley.engine.turn import TurnInfo, TurnPlan, TurnRequest, TurnRunner
+from parley.engine.turn import DirectReply, TurnInfo, TurnPlan, TurnRequest, TurnRunner
 from parley.ids import new_id
 from parley.models.registry import ModelRegistry
+from parley.store.apps import AppRow, ReleaseRow
 from parley.store.conversations import ConversationRepository, RecordRow, SessionOwnedElsewhere
 
 log = logging.getLogger(__name__)
+
+RELEASE_CACHE_SECONDS = 1.0
 
 
 class Engine:
@@ -30,22 +34,35 @@ class Engine:
         models: ModelRegistry,
         bus: Bus,
         limiter: ConcurrencyLimiter,
+        rates: RateLimiter,
+        moderator: Moderator,
     ) -> None:
         self.apps = apps
         self.conversations = conversations
         self.models = models
         self.bus = bus
         self.limiter = limiter
+        self.rates = rates
+        self.moderator = moderator
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._configs: dict[int, AppConfig] = {}  # parsed releases by release id; releases never change
+        self._releases: dict[str, tuple[float, AppRow | None, ReleaseRow | None]] = {}
+        apps.on_change(self._releases.clear)
 
-    async def start_turn(self, request: TurnRequest) -> TurnInfo:
-        """Admits the turn, records the question, emits the echo and starts the answer.
+    async def _released(self, app_key: str) -> tuple[AppRow, ReleaseRow, AppConfig]:
+        """The application behind `app_key` and its latest release, cached for a second.
 
-        Raises TurnRejected, having stored nothing, when the turn cannot run.
+        Publishing through this process clears the cache at once; a publish from another
+        process (the CLI) is seen within RELEASE_CACHE_SECONDS.
         """
-        started = time.monotonic()
-        app_row, release = await self.apps.released_by_key(request.app_key)
+        now = time.monotonic()
+        cached = self._releases.get(app_key)
+        if cached is None or cached[0] < now:
+            app_row, release = await self.apps.released_by_key(app_key)
+            if len(self._releases) > 10_000:
+                self._releases.clear()
+            self._releases[app_key] = cached = (now + RELEASE_CACHE_SECONDS, app_row, release)
+        _, app_row, release = cached
         if app_row is None:
             raise TurnRejected(ErrorKind.APP_KEY_INVALID)
         if app_row.deleted:
@@ -55,6 +72,32 @@ class Engine:
         app = self._configs.get(release.id)
         if app is None:
             app = self._configs[release.id] = AppConfig.model_validate(release.config)
+        return app_row, release, app
+
+    async def open_stream(self, app_key: str) -> int:
+        """Counts an open dialogue stream (a connection) of the application; returns its app id.
+
+        Raises TurnRejected: the key is unknown, or the application has `max_streams` open.
+        Every successful call must be matched by close_stream.
+        """
+        app_row, _, app = await self._released(app_key)
+        if not await self.limiter.acquire(f"streams:{app_row.id}", app.max_streams):
+            raise TurnRejected(ErrorKind.TOO_MANY_CONNECTIONS)
+        return app_row.id
+
+    async def close_stream(self, app_id: int) -> None:
+        await self.limiter.release(f"streams:{app_id}")
+
+    async def start_turn(self, request: TurnRequest) -> TurnInfo:
+        """Admits the turn, records the question, emits the echo and starts the answer.
+
+        Raises TurnRejected, having stored nothing, when the turn cannot run. Admission
+        checks, in order: the application, the model's limits, the rate limits, the question's
+        words (a hit is answered with the refusal, without the model), then a turn slot
+        (waiting in line up to `queue_timeout`; none: 460011 or the busy reply).
+        """
+        started = time.monotonic()
+        app_row, _, app = await self._released(request.app_key)
 
         model_name = request.model_name or app.model or self.models.default_name
         model_config = self.models.config(model_name)
@@ -71,10 +114,27 @@ class Engine:
                 f"system_role has {len(request.system_role)} characters; {model_name} accepts {model_config.role_len_limit}",
             )
         system_role = render_role(request.system_role or app.system_role, request.custom_variables)
+        if app.rate_limit and not await self.rates.hit(f"app:{app_row.id}", app.rate_limit):
+            raise TurnRejected(ErrorKind.RATE_LIMITED, f"the application takes {app.rate_limit} turns a minute")
+        if app.visitor_rate_limit and not await self.rates.hit(
+            f"visitor:{app_row.id}:{request.visitor_id}", app.visitor_rate_limit
+        ):
+            raise TurnRejected(ErrorKind.RATE_LIMITED, f"a visitor may ask {app.visitor_rate_limit} questions a minute")
 
-        limit_key = f"app:{app_row.id}"
-        if not await self.limiter.try_acquire(limit_key, app.concurrency):
+        app_words = tuple(app.sensitive_words)
+        question_hit = self.moderator.check(app_words, request.content)
+        direct: DirectReply | None = None
+        limit_key: str | None = None
+        if question_hit is not None:
+            moderation = {"word": question_hit.word, "source": question_hit.source, "where": "question"}
+            direct = DirectReply(app.refusal_reply, ReplyMethod.SENSITIVE, is_evil=True, extra={"moderation": moderation})
+        elif await self.limiter.acquire(f"turns:{app_row.id}", app.concurrency, app.queue_timeout):
+            limit_key = f"turns:{app_row.id}"
+        elif app.busy_mode == "reply":
+            direct = DirectReply(app.busy_reply, ReplyMethod.CONCURRENCY_EXCEEDED)
+        else:
             raise TurnRejected(ErrorKind.CONCURRENCY_EXCEEDED)
+
         try:
             now_ms = int(time.time() * 1000)
             question = RecordRow(
@@ -87,16 +147,20 @@ class Engine:
                 created_at=now_ms,
                 finished_at=now_ms,
                 request_id=request.request_id,
+                is_evil=question_hit is not None,
                 file_infos=request.file_infos or None,
+                extra=direct.extra if question_hit is not None and direct is not None else None,
             )
             try:
                 session, history = await self.conversations.begin_turn(
-                    app_row.id, request.session_id, request.visitor_id, question, app.history_depth * 2
+                    app_row.id, request.session_id, request.visitor_id, question,
+                    app.history_depth * 2 if direct is None else 0,
                 )
             except SessionOwnedElsewhere:
                 raise TurnRejected(ErrorKind.SESSION_FORBIDDEN) from None
         except BaseException:
-            await self.limiter.release(limit_key)
+            if limit_key is not None:
+                await self.limiter.release(limit_key)
             raise
 
         answer_id = new_id()
@@ -115,7 +179,9 @@ class Engine:
             streaming_throttle=app.streaming.throttle,
         )
         self.bus.open(answer_id)
-        self.bus.publish(answer_id, UserEcho(question.id, question.content, info.timestamp, False, request.file_infos))
+        self.bus.publish(
+            answer_id, UserEcho(question.id, question.content, info.timestamp, question.is_evil, request.file_infos)
+        )
         plan = TurnPlan(
             info=info,
             app=app,
@@ -126,17 +192,21 @@ class Engine:
             question=request.content,
             history=history,
             started=started,
+            direct=direct,
+            answer_guard=self.moderator.guard(app_words) if direct is None else None,
+            thought_guard=self.moderator.guard(app_words) if direct is None else None,
         )
         task = asyncio.create_task(self._run(TurnRunner(plan, self.bus, self.conversations), limit_key))
         self._tasks[answer_id] = task
         return info
 
-    async def _run(self, runner: TurnRunner, limit_key: str) -> None:
+    async def _run(self, runner: TurnRunner, limit_key: str | None) -> None:
         try:
             await runner.run()
         finally:
             self._tasks.pop(runner.plan.info.turn_id, None)
-            await self.limiter.release(limit_key)
+            if limit_key is not None:
+                await self.limiter.release(limit_key)
 
     def events(self, turn_id: int, offset: int = 0, idle: float | None = None) -> AsyncIterator[Any]:
         """The turn's events from `offset`; None after `idle` seconds of silence."""

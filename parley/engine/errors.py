@@ -12,6 +12,7 @@ class ErrorKind(str, Enum):
     APP_NOT_PUBLISHED = "app_not_published"
     SESSION_FORBIDDEN = "session_forbidden"
     CONCURRENCY_EXCEEDED = "concurrency_exceeded"
+    RATE_LIMITED = "rate_limited"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     CONTENT_TOO_LONG = "content_too_long"
     ROLE_TOO_LONG = "role_too_long"

@@ -86,6 +86,8 @@ class Final:
     timestamp: int
     is_llm_generated: bool
     status: str = "success"  # success | stop
+    is_evil: bool = False
+    """The answer hit a sensitive word and was replaced by the refusal."""
     knowledge: tuple[dict[str, Any], ...] = ()
     quote_infos: tuple[dict[str, int], ...] = ()
 

@@ -1,39 +1,113 @@
-"""Admission limits: turns in progress per application.
+"""Admission limits: slots (turns in progress, open streams) and rates.
 
-In-process here; a bus-backed implementation fills the same interface for several
-instances.
+These implementations count within this process; bus-backed ones fill the same
+interfaces for several instances.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from typing import Protocol
 
 
 class ConcurrencyLimiter(Protocol):
-    async def try_acquire(self, key: str, limit: int) -> bool: ...
+    async def acquire(self, key: str, limit: int, timeout: float = 0.0) -> bool:
+        """Takes one of `limit` slots, waiting in line up to `timeout` seconds; False if none came."""
 
-    async def release(self, key: str) -> None: ...
+    async def release(self, key: str) -> None:
+        """Gives a slot back (to the first in line, if any)."""
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, per_minute: int) -> bool:
+        """Counts one event; False when the key is over `per_minute`."""
+
+
+class _Slots:
+    __slots__ = ("used", "waiting")
+
+    def __init__(self) -> None:
+        self.used = 0
+        self.waiting: deque[asyncio.Future[None]] = deque()
 
 
 class LocalConcurrencyLimiter:
-    """Counts turns in progress per key within this process."""
+    """Slots per key, handed over first come, first served."""
 
     def __init__(self) -> None:
-        self._in_progress: dict[str, int] = {}
+        self._slots: dict[str, _Slots] = {}
 
-    async def try_acquire(self, key: str, limit: int) -> bool:
-        current = self._in_progress.get(key, 0)
-        if current >= limit:
+    async def acquire(self, key: str, limit: int, timeout: float = 0.0) -> bool:
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = _Slots()
+        if slots.used < limit and not slots.waiting:
+            slots.used += 1
+            return True
+        if timeout <= 0:
+            self._forget_if_idle(key, slots)
             return False
-        self._in_progress[key] = current + 1
-        return True
+        ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        slots.waiting.append(ticket)
+        try:
+            async with asyncio.timeout(timeout):
+                await ticket
+            return True
+        except TimeoutError:
+            if ticket.done() and not ticket.cancelled():
+                return True  # the slot arrived as the wait ran out: it is ours
+            return False
+        finally:
+            if not ticket.done():
+                ticket.cancel()
+            try:
+                slots.waiting.remove(ticket)
+            except ValueError:
+                pass
+            self._forget_if_idle(key, slots)
 
     async def release(self, key: str) -> None:
-        current = self._in_progress.get(key, 0) - 1
-        if current > 0:
-            self._in_progress[key] = current
-        else:
-            self._in_progress.pop(key, None)
+        slots = self._slots.get(key)
+        if slots is None:
+            return
+        while slots.waiting:
+            ticket = slots.waiting.popleft()
+            if not ticket.done():
+                ticket.set_result(None)  # the slot passes on; `used` stays the same
+                return
+        slots.used = max(slots.used - 1, 0)
+        self._forget_if_idle(key, slots)
 
-    def in_progress(self, key: str) -> int:
-        return self._in_progress.get(key, 0)
+    def in_use(self, key: str) -> int:
+        slots = self._slots.get(key)
+        return slots.used if slots else 0
+
+    def _forget_if_idle(self, key: str, slots: _Slots) -> None:
+        if slots.used == 0 and not slots.waiting and self._slots.get(key) is slots:
+            del self._slots[key]
+
+
+class LocalRateLimiter:
+    """A token bucket per key: `per_minute` events, refilled evenly, bursts up to `per_minute`."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
+
+    async def hit(self, key: str, per_minute: int) -> bool:
+        now = time.monotonic()
+        tokens, stamp = self._buckets.get(key, (float(per_minute), now))
+        tokens = min(float(per_minute), tokens + (now - stamp) * per_minute / 60.0)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > 100_000:
+            self._prune(now)
+        return True
+
+    def _prune(self, now: float) -> None:
+        """Drops buckets idle for over a minute (they would be full again anyway)."""
+        for key in [k for k, (_, stamp) in self._buckets.items() if now - stamp > 60.0]:
+            del self._buckets[key]

@@ -180,6 +180,7 @@ class AdpRenderer:
             **self._answer,
             "timestamp": final.timestamp,
             "is_llm_generated": final.is_llm_generated,
+            "is_evil": final.is_evil,
             "reply_method": final.reply_method,
             "knowledge": list(final.knowledge),
             "quote_infos": list(final.quote_infos),

@@ -8,6 +8,7 @@ Headers go out at once; a keep-alive comment follows every silence of
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -35,30 +36,54 @@ async def chat_sse(request: Request) -> StreamingResponse:
 
 
 async def answer(services: Services, chat: ChatRequest) -> AsyncIterator[bytes]:
-    """Starts the turn and renders its events until the final reply (or an error)."""
+    """Starts the turn and renders its events until the final reply (or an error).
+
+    The stream counts against the application's open-stream limit until it ends; while the
+    turn waits in line for a slot, keep-alives flow.
+    """
     engine = services.engine
+    idle = services.settings.keepalive_interval
     try:
-        info = await engine.start_turn(chat.turn)
+        app_id = await engine.open_stream(chat.turn.app_key)
     except TurnRejected as exc:
-        code, message = code_and_message(exc.kind, exc.detail)
-        yield error_frame(code, message, chat.turn.request_id)
+        yield _rejection(exc, chat)
         return
-    stream = {"enable": True, "disable": False}.get(chat.stream, info.streaming_enabled)
-    renderer = AdpRenderer(
-        info,
-        incremental=chat.incremental,
-        throttle=chat.streaming_throttle or info.streaming_throttle,
-        stream=stream,
-    )
-    async for event in engine.events(info.turn_id, idle=services.settings.keepalive_interval):
-        if event is None:
-            yield KEEPALIVE
-            continue
-        data = renderer.render(event)
-        if data:
-            yield data
-        if renderer.finished:
-            return  # nothing follows the final reply
+    try:
+        starting = asyncio.ensure_future(engine.start_turn(chat.turn))
+        try:
+            while not (await asyncio.wait({starting}, timeout=idle))[0]:
+                yield KEEPALIVE
+        finally:
+            if not starting.done():
+                starting.cancel()  # the client left while the turn waited for a slot
+        try:
+            info = starting.result()
+        except TurnRejected as exc:
+            yield _rejection(exc, chat)
+            return
+        stream = {"enable": True, "disable": False}.get(chat.stream, info.streaming_enabled)
+        renderer = AdpRenderer(
+            info,
+            incremental=chat.incremental,
+            throttle=chat.streaming_throttle or info.streaming_throttle,
+            stream=stream,
+        )
+        async for event in engine.events(info.turn_id, idle=idle):
+            if event is None:
+                yield KEEPALIVE
+                continue
+            data = renderer.render(event)
+            if data:
+                yield data
+            if renderer.finished:
+                return  # nothing follows the final reply
+    finally:
+        await engine.close_stream(app_id)
+
+
+def _rejection(exc: TurnRejected, chat: ChatRequest) -> bytes:
+    code, message = code_and_message(exc.kind, exc.detail)
+    return error_frame(code, message, chat.turn.request_id)
 
 
 async def _single(data: bytes) -> AsyncIterator[bytes]:

@@ -169,6 +169,21 @@ async def session_records(request: Request, services: Services) -> Response:
     return _json([record_json(r) for r in records])
 
 
+async def get_words(request: Request, services: Services) -> Response:
+    return _json({"words": services.engine.moderator.global_words()})
+
+
+async def put_words(request: Request, services: Services) -> Response:
+    data = await _body(request)
+    if isinstance(data, Response):
+        return data
+    words = data.get("words")
+    if not isinstance(words, list) or not all(isinstance(w, str) and "\n" not in w for w in words):
+        return _error(400, "bad_request", "words must be a list of one-line strings")
+    services.engine.moderator.replace_global_words(words)
+    return _json({"words": services.engine.moderator.global_words()})
+
+
 routes = [
     Route("/admin/models", guarded(list_models), methods=["GET"]),
     Route("/admin/apps", guarded(list_apps), methods=["GET"]),
@@ -178,4 +193,6 @@ routes = [
     Route("/admin/apps/{name}", guarded(delete_app), methods=["DELETE"]),
     Route("/admin/apps/{name}/publish", guarded(publish_app), methods=["POST"]),
     Route("/admin/apps/{name}/sessions/{session_id}/records", guarded(session_records), methods=["GET"]),
+    Route("/admin/moderation/words", guarded(get_words), methods=["GET"]),
+    Route("/admin/moderation/words", guarded(put_words), methods=["PUT"]),
 ]
