@@ -1,0 +1,1 @@
+"""Retrieval benchmark: ingestion throughput, search latency and recall at 10k-1M segments."""

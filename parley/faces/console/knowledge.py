@@ -1,0 +1,304 @@
+"""The admin API for knowledge bases, under /admin/apps/{name}/kb, guarded like the rest of /admin.
+
+Documents are uploaded as the raw request body (`curl --data-binary @file.pdf`):
+
+  POST   /admin/apps/{name}/kb/documents?name=FILE[&label=ATTR=V1|V2 ...][&url=...][&wait=1]
+  GET    /admin/apps/{name}/kb/documents             every document with its status
+  GET    /admin/apps/{name}/kb/documents/{doc_id}
+  DELETE /admin/apps/{name}/kb/documents/{doc_id}
+  POST   /admin/apps/{name}/kb/qa                    {question, answer, similar_questions, labels}
+  POST   /admin/apps/{name}/kb/qa/import?name=FILE   a CSV or XLSX file as the body
+  GET    /admin/apps/{name}/kb/qa
+  DELETE /admin/apps/{name}/kb/qa/{qa_id}
+  GET    /admin/apps/{name}/kb/attributes            label attributes and their values in use
+  POST   /admin/apps/{name}/kb/refer                 {"ids": [...]}: reference ids to details (DescribeRefer)
+  POST   /admin/apps/{name}/kb/search                {question, custom_variables, visitor_labels}: what
+                                                     a visitor's question would retrieve (the draft's settings)
+
+Errors are `{"error": {"code", "message"}}` as elsewhere in the admin API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from parley.engine.apps import App
+from parley.faces.console.admin import guarded
+from parley.knowledge.labels import ScopeError
+from parley.knowledge.service import KnowledgeError, KnowledgeService
+from parley.knowledge.settings import KnowledgeSettings
+from parley.services import Services
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return _json({"error": {"code": code, "message": message}}, status)
+
+
+def document_json(document: Any) -> dict[str, Any]:
+    return {
+        "doc_id": str(document.id),
+        "doc_biz_id": str(document.id),
+        "name": document.name,
+        "file_type": document.file_type,
+        "size": document.size,
+        "url": document.url,
+        "title": document.title,
+        "status": document.status,
+        "reason": document.reason,
+        "segments": document.segment_count,
+        "labels": dict(document.labels),
+        "attr_range": document.attr_range,
+        "created_at": document.created_at,
+        "updated_at": document.updated_at,
+    }
+
+
+def qa_json(pair: Any) -> dict[str, Any]:
+    return {
+        "qa_biz_id": str(pair.id),
+        "question": pair.question,
+        "answer": pair.answer,
+        "similar_questions": pair.similar_questions,
+        "labels": dict(pair.labels),
+        "attr_range": pair.attr_range,
+        "created_at": pair.created_at,
+        "updated_at": pair.updated_at,
+    }
+
+
+async def _context(request: Request, services: Services) -> tuple[App, KnowledgeService] | Response:
+    knowledge = services.knowledge
+    if knowledge is None:
+        return _error(503, "knowledge_unavailable", "the knowledge base is not enabled on this server")
+    app = await services.apps.get(request.path_params["name"])
+    if app is None:
+        return _error(404, "not_found", f"no application named {request.path_params['name']!r}")
+    return app, knowledge
+
+
+def _id(request: Request, key: str) -> int | None:
+    raw = request.path_params[key]
+    return int(raw) if raw.isdigit() and len(raw) <= 20 else None
+
+
+async def _object(request: Request) -> dict[str, Any] | Response:
+    try:
+        data = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        return _error(400, "bad_json", "the body is not valid JSON")
+    if not isinstance(data, dict):
+        return _error(400, "bad_json", "the body must be a JSON object")
+    return data
+
+
+def _app_settings(app: App) -> KnowledgeSettings:
+    """The application's knowledge settings, once AppConfig has a `knowledge` field."""
+    value = getattr(app.draft, "knowledge", None)
+    if isinstance(value, KnowledgeSettings):
+        return value
+    return KnowledgeSettings.model_validate(value or {})
+
+
+async def add_document(request: Request, services: Services) -> Response:
+    found = await _context(request, services)
+    if isinstance(found, Response):
+        return found
+    app, knowledge = found
+    name = request.query_params.get("name", "")
+    if not name:
+        return _error(400, "bad_request", "the document's file name is required: ?name=FILE")
+    labels: dict[str, str] = {}
+    for option in request.query_params.getlist("label"):
+        attribute, sep, values = option.partition("=")
+        if not sep:
+            return _error(400, "invalid_label", f"label {option!r}: expected ATTRIBUTE=VALUE[|VALUE...]")
+        labels[attribute] = (labels.get(attribute, "") + "|" + values).strip("|")
+    data = await request.body()
+    if not data:
+        return _error(400, "bad_request", "the request body (the file's bytes) is empty")
+    wait = request.query_params.get("wait") in ("1", "true", "yes")
+    try:
+        registered = await knowledge.add_document(
+            app.id, name, data, labels=labels, url=request.query_params.get("url", ""), background=not wait
+        )
+    except KnowledgeError as exc:
+        return _error(400, "invalid_document", str(exc))
+    document = registered.document
+    if wait and registered.action != "unchanged":
+        document = await knowledge.learn(document.id) or document
+    return _json({"action": registered.action, "document": document_json(document)}, 201 if registered.action == "created" else 200)
+
+
+async def list_documents(request: Request, services: Services) -> Response:
+    found = await _context(request, services)
+    if isinstance(found, Response):
+        return found
+    app, knowledge = found
+    return _json([document_json(d) for d in await knowledge.list_documents(app.id)])
+
+
+async def get_document(request: Request, services: Services) -> Response:
+    found = await _context(request, services)
+    if isinstance(found, Response):
+        return found
+    app, knowledge = found
+    doc_id = _id(request, "doc_id")
+    document = await knowledge.get_document(app.id, doc_id) if doc_id is not None else None
+    if document is None:
+        return _error(404, "not_found", f"no document {request.path_params['doc_id']!r} in {app.name!r}")
+    return _json(document_json(document))
+
+
+async def delete_document(request: Request, services: Services) -> Response:
+    found = await _context(request, services)
+    if isinstance(found, Response):
+        return found
+    app, knowledge = found
+    doc_id = _id(request, "doc_id")
+    if doc_id is None or not await knowledge.delete_document(app.id, doc_id):
+        return _error(404, "not_found", f"no document {request.path_params['doc_id']!r} in {app.name!r}")
+    return Response(status_code=204)
+
+
+async def add_qa(request: Request, services: Services) -> Response:
+    found = await _context(request, services)
+    if isinstance(found, Response):
+        return found
+    app, knowledge = found
+    data = await _object(request)
+    if isinstance(data, Response):
+        return data
+    try:
+        pair = await knowledge.add_qa(
+            app.id, data.get("question"), data.get("answer"), data.get("similar_questions"), data.get("labels")
+        )
+    except KnowledgeError as exc:
+        return _error(400, "invalid_qa", str(exc))
+    return _json(qa_json(pair), 201)
+
+
+async def import_qa(request: Request, services: Services) -> Response:
+    found = await _context(request, services)
+    if isinstance(found, Response):
+        return found
+    app, knowledge = found
+    name = request.query_params.get("name", "")
+    try:
+        ids = await knowledge.import_qa(app.id, name, await request.body())
+    except KnowledgeError as exc:
+        return _error(400, "invalid_qa", str(exc))
+    return _json({"imported": len(ids), "qa_biz_ids": [str(i) for i in ids]}, 201)
+
+
+async def list_qa(request: Request, services: Services) -> Response:
+    found = await _context(request, services)
+    if isinstance(found, Response):
+        return found
+    app, knowledge = found
+    return _json([qa_json(p) for p in await knowledge.list_qa(app.id)])
+
+
+async def delete_qa(request: Request, services: Services) -> Response:
+    found = await _context(request, services)
+    if isinstance(found, Response):
+        return found
+    app, knowledge = found
+    qa_id = _id(request, "qa_id")
+    if qa_id is None or not await knowledge.delete_qa(app.id, qa_id):
+        return _error(404, "not_found", f"no Q&A pair {request.path_params['qa_id']!r} in {app.name!r}")
+    return Response(status_code=204)
+
+
+async def attributes(request: Request, services: Services) -> Response:
+    found = await _context(request, services)
+    if isinstance(found, Response):
+        return found
+    app, knowledge = found
+    return _json(await knowledge.attributes(app.id))
+
+
+async def refer(request: Request, services: Services) -> Response:
+    found = await _context(request, services)
+    if isinstance(found, Response):
+        return found
+    app, knowledge = found
+    data = await _object(request)
+    if isinstance(data, Response):
+        return data
+    ids = data.get("ids")
+    if not isinstance(ids, list) or len(ids) > 100:
+        return _error(400, "bad_request", "ids must be a list of at most 100 reference ids")
+    try:
+        details = await knowledge.describe_refer(app.id, ids)
+    except KnowledgeError as exc:
+        return _error(400, "bad_request", str(exc))
+    return _json([d.as_json() for d in details])
+
+
+async def search(request: Request, services: Services) -> Response:
+    found = await _context(request, services)
+    if isinstance(found, Response):
+        return found
+    app, knowledge = found
+    data = await _object(request)
+    if isinstance(data, Response):
+        return data
+    question = data.get("question")
+    variables = data.get("custom_variables") or {}
+    if not isinstance(question, str) or not question.strip():
+        return _error(400, "bad_request", "question must be a non-empty string")
+    if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
+        return _error(400, "bad_request", "custom_variables must be an object of strings")
+    settings = _app_settings(app)
+    try:
+        scope = knowledge.scope(variables, data.get("visitor_labels"), settings)
+    except ScopeError as exc:
+        return _error(400, "invalid_label", str(exc))
+    resolution = await knowledge.resolve(app.id, question, scope, settings)
+    return _json(
+        {
+            "kind": resolution.kind,
+            "unknown": resolution.unknown,
+            "qa": None if resolution.qa is None else {
+                "qa_biz_id": str(resolution.qa.qa_id), "question": resolution.qa.question,
+                "matched": resolution.qa.matched, "answer": resolution.qa.answer, "score": resolution.qa.score,
+            },
+            "passages": [
+                {
+                    "index": p.index, "id": str(p.segment_id), "doc_id": str(p.doc_id), "doc_name": p.doc_name,
+                    "text": p.text, "page": p.page, "sheet": p.sheet, "headings": p.headings,
+                    "start": p.start, "end": p.end, "similarity": p.similarity,
+                }
+                for p in resolution.passages
+            ],
+            "references": resolution.references(),
+            "knowledge": resolution.knowledge(),
+            "context": resolution.context,
+            "elapsed_ms": resolution.elapsed_ms,
+        }
+    )
+
+
+_BASE = "/admin/apps/{name}/kb"
+routes = [
+    Route(f"{_BASE}/documents", guarded(add_document), methods=["POST"]),
+    Route(f"{_BASE}/documents", guarded(list_documents), methods=["GET"]),
+    Route(f"{_BASE}/documents/{{doc_id}}", guarded(get_document), methods=["GET"]),
+    Route(f"{_BASE}/documents/{{doc_id}}", guarded(delete_document), methods=["DELETE"]),
+    Route(f"{_BASE}/qa", guarded(add_qa), methods=["POST"]),
+    Route(f"{_BASE}/qa", guarded(list_qa), methods=["GET"]),
+    Route(f"{_BASE}/qa/import", guarded(import_qa), methods=["POST"]),
+    Route(f"{_BASE}/qa/{{qa_id}}", guarded(delete_qa), methods=["DELETE"]),
+    Route(f"{_BASE}/attributes", guarded(attributes), methods=["GET"]),
+    Route(f"{_BASE}/refer", guarded(refer), methods=["POST"]),
+    Route(f"{_BASE}/search", guarded(search), methods=["POST"]),
+]

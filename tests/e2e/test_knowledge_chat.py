@@ -1,0 +1,110 @@
+"""Answers grounded in the knowledge base, end to end over the ADP SSE API."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
+from tests.support.sse import post_chat
+
+DOCUMENTS = {
+    "wifi.txt": ("The office wifi password is PARLEY-2026. Guests ask the IT desk for a visitor account.", "dept=it"),
+    "leave.txt": ("Every employee gets 25 days of paid annual leave per year, booked through the HR portal.", "dept=hr"),
+    "报销.txt": ("出差报销必须在出差结束后三十天内提交发票，逾期不予报销。", "dept=finance"),
+}
+
+
+@pytest.fixture(scope="module")
+def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    parley = start_parley(tmp_path_factory.mktemp("kb-chat"), default_config(scripted_model))
+    parley.create_app("kb-chat", knowledge={"variable_bindings": {"department": "dept"}})
+    parley.create_app("kb-strict", unknown_reply="I only know about our office.", knowledge={"unknown_when_nothing": True})
+    for app in ("kb-chat", "kb-strict"):
+        for name, (text, label) in DOCUMENTS.items():
+            response = parley.admin("POST", f"/admin/apps/{app}/kb/documents", params=[("name", name), ("label", label)],
+                                    content=text.encode())
+            assert response.status_code == 201, response.text
+    response = parley.admin("POST", "/admin/apps/kb-chat/kb/qa",
+                            json={"question": "How do I contact support?", "answer": "Email support@example.com.",
+                                  "similar_questions": ["客服怎么联系？"]})
+    assert response.status_code == 201, response.text
+    deadline = time.monotonic() + 120
+    for app in ("kb-chat", "kb-strict"):
+        while any(d["status"] == "learning" for d in parley.admin("GET", f"/admin/apps/{app}/kb/documents").json()):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    yield parley
+    parley.close()
+
+
+def ask(server, app_name, content, **fields):
+    app = server.admin("GET", f"/admin/apps/{app_name}").json()
+    body = {"bot_app_key": app["app_key"], "visitor_biz_id": "v1", "session_id": "s-" + uuid.uuid4().hex[:12],
+            "content": content, **fields}
+    return body["session_id"], post_chat(server.url, body)
+
+
+def test_a_matching_qa_pair_answers_without_the_model(server, model):
+    for question in ("How do I contact support?", "客服怎么联系"):
+        _, stream = ask(server, "kb-chat", question)
+        final = stream.answer_replies[-1]
+        assert final["reply_method"] == 5 and final["content"] == "Email support@example.com."
+        assert final["knowledge"][0]["type"] == 1
+        reference = stream.of("reference")[0]["payload"]["references"][0]
+        assert reference["type"] == 1 and reference["qa_biz_id"] == reference["id"] and reference["id"].isdigit()
+        assert stream.names()[-1] == "reply"
+    assert model.stats()["calls"] == 0
+
+
+def test_retrieved_segments_are_cited_and_the_marks_become_quote_infos(server, model):
+    model.script("wifi password", content="The password is PARLEY-2026[1]. Guests ask IT[1].", chunk_size=4)
+    session, stream = ask(server, "kb-chat", "What is the office wifi password?", incremental=True)
+    names = stream.names()
+    references = stream.of("reference")[0]["payload"]["references"]
+    assert references[0]["type"] == 2 and references[0]["doc_name"] == "wifi.txt" and references[0]["doc_id"].isdigit()
+    first_answer = next(i for i, (n, d) in enumerate(stream.events) if n == "reply" and not d["payload"]["is_from_self"])
+    assert names.index("reference") < first_answer
+    text = "".join(p["content"] for p in stream.answer_replies)
+    assert text == "The password is PARLEY-2026. Guests ask IT."  # marks taken out, even split across chunks
+    final = stream.answer_replies[-1]
+    assert final["quote_infos"] == [{"index": 1, "position": 27}, {"index": 1, "position": 42}]
+    assert text[:27].endswith("PARLEY-2026") and text[:42].endswith("ask IT")  # right after the cited words
+    assert final["knowledge"][0]["type"] == 2
+    procedures = [p["name"] for p in stream.of("token_stat")[-1]["payload"]["procedures"]]
+    assert procedures == ["knowledge", "large_language_model"]
+    prompt = model.stats()["requests"][-1]["messages"][0]["content"]
+    assert "PARLEY-2026" in prompt and "[1]" in prompt
+    answer = server.records("kb-chat", session)[1]
+    assert answer["references"] == references and answer["quote_infos"] == final["quote_infos"]
+
+
+def test_the_visitors_scope_excludes_other_labels(server, model):
+    _, scoped = ask(server, "kb-chat", "What is the office wifi password?", custom_variables={"department": "hr"})
+    cited = [r["doc_name"] for r in (scoped.of("reference")[0]["payload"]["references"] if scoped.of("reference") else [])]
+    assert "wifi.txt" not in cited
+    assert "PARLEY-2026" not in model.stats()["requests"][-1]["messages"][0]["content"]
+    _, both = ask(server, "kb-chat", "What is the office wifi password?", custom_variables={"department": "hr|it"})
+    assert "wifi.txt" in [r["doc_name"] for r in both.of("reference")[0]["payload"]["references"]]
+
+
+def test_chinese_questions_find_chinese_documents(server, model):
+    _, stream = ask(server, "kb-chat", "出差报销发票要在多久内提交？")
+    assert stream.of("reference")[0]["payload"]["references"][0]["doc_name"] == "报销.txt"
+    assert "三十天" in model.stats()["requests"][-1]["messages"][0]["content"]
+
+
+def test_nothing_relevant_gets_the_unknown_reply_when_the_app_says_so(server, model):
+    _, stream = ask(server, "kb-strict", "Which team won the 1998 football world cup final?")
+    final = stream.answer_replies[-1]
+    assert final["reply_method"] == 2 and final["content"] == "I only know about our office."
+    assert model.stats()["calls"] == 0
+
+
+def test_a_malformed_label_gets_460024_and_stores_nothing(server, model):
+    session, stream = ask(server, "kb-chat", "hello", visitor_labels=[{"name": "not a label!", "values": ["x"]}])
+    assert stream.names() == ["error"] and stream.of("error")[0]["error"]["code"] == 460024
+    assert server.records("kb-chat", session) == []
