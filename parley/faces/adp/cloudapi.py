@@ -1,0 +1,115 @@
+"""`POST /`: the Tencent Cloud API 3.0 calls ADP clients make (service `lke`, version 2023-11-30).
+
+The action is named by the `X-TC-Action` header and its parameters are the JSON body.
+Every answer is HTTP 200 with `application/json`, as Tencent answers: success is
+`{"Response": {...fields, "RequestId"}}` and failure `{"Response": {"Error": {"Code",
+"Message"}, "RequestId"}}`; the official SDKs raise on the `Error` key (and treat any
+other status as a network fault). Signatures are TC3-HMAC-SHA256 (tc3.py) against the
+SecretId/SecretKey pairs the operator configures under `[cloud_api]`.
+
+The actions themselves are in cloud_actions.py; this module is transport only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from parley.faces.adp import tc3
+from parley.faces.adp.cloud_actions import ACTIONS
+from parley.faces.adp.cloud_params import CloudApiError, Params
+from parley.services import Services
+
+log = logging.getLogger(__name__)
+
+VERSION = "2023-11-30"
+MAX_BODY = 10 * 1024 * 1024
+"""Tencent accepts TC3-signed POST bodies up to 10 MB."""
+
+
+def _json(data: dict[str, Any]) -> Response:
+    # Exactly `application/json`: the Python SDK only looks for `Error` under that type.
+    return Response(orjson.dumps(data), status_code=200, media_type="application/json")
+
+
+def error_response(code: str, message: str, request_id: str) -> Response:
+    return _json({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}})
+
+
+def authenticate(request: Request, headers: dict[str, str], body: bytes, services: Services) -> None:
+    settings = services.settings.cloud_api
+    if not settings.verify_signatures:
+        return
+    try:
+        tc3.verify(
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query,
+            headers=headers,
+            body=body,
+            secrets={c.secret_id: c.secret_key for c in settings.credentials},
+            now=time.time(),
+            max_age=settings.signature_max_age,
+        )
+    except tc3.SignatureError as exc:
+        raise CloudApiError(exc.code, exc.message) from None
+
+
+async def cloud_api(request: Request) -> Response:
+    services: Services = request.app.state.services
+    request_id = str(uuid.uuid4())
+    try:
+        body = await _read_body(request)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        action = headers.get("x-tc-action", "")
+        if not action:
+            raise CloudApiError("MissingParameter", "The request is missing the X-TC-Action header.")
+        authenticate(request, headers, body, services)
+        version = headers.get("x-tc-version", "")
+        if not version:
+            raise CloudApiError("MissingParameter", "The request is missing the X-TC-Version header.")
+        if version != VERSION:
+            raise CloudApiError("NoSuchVersion", f"The API version `{version}` does not exist; use {VERSION}.")
+        handler = ACTIONS.get(action)
+        if handler is None:
+            raise CloudApiError("InvalidAction", f"The API `{action}` does not exist.")
+        result = await handler(Params(_parse(body), origin=str(request.base_url).rstrip("/")), services)
+    except CloudApiError as exc:
+        return error_response(exc.code, exc.message, request_id)
+    except Exception:
+        log.exception("cloud API call %s failed", request.headers.get("x-tc-action"))
+        return error_response("InternalError", "An internal error occurred.", request_id)
+    return _json({"Response": {**result, "RequestId": request_id}})
+
+
+async def _read_body(request: Request) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise CloudApiError("RequestSizeLimitExceeded", "The request body exceeds 10 MB.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise CloudApiError("InvalidParameter", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise CloudApiError("InvalidParameter", "The request body must be a JSON object.")
+    return data
+
+
+routes = [Route("/", cloud_api, methods=["POST"])]

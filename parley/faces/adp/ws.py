@@ -1,0 +1,214 @@
+"""ADP dialogue over WebSocket: Socket.IO v4 (Engine.IO 4) at `/v1/qbot/chat/conn/`.
+
+A client first gets a one-time token from the cloud API (GetWsToken), then connects with
+`auth: {token}` (`40{"token":"..."}`); the token binds the application and the visitor,
+so `send` payloads carry only the SSE request's other fields. Each `send` starts a turn
+whose events are emitted to that connection as `reply`, `token_stat`, `reference`,
+`thought` and `error`, with exactly the JSON the SSE stream's `data:` lines carry (the
+SSE renderer makes them, so both faces say the same). Several turns, for different
+sessions, can run on one connection. `stop_generation {record_id}` stops a turn this
+connection started; a dropped connection stops nothing (the answer is still recorded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+import socketio
+from socketio.exceptions import ConnectionRefusedError as SocketConnectionRefused
+
+from parley.engine.errors import TurnRejected
+from parley.faces.adp.errors import MESSAGES, code_and_message
+from parley.faces.adp.render import AdpRenderer, error_frame
+from parley.faces.adp.request import BadRequest, ChatRequest, validate_chat
+from parley.services import Services
+
+log = logging.getLogger(__name__)
+
+SOCKETIO_PATH = "v1/qbot/chat/conn"
+PING_INTERVAL = 25  # seconds; ADP's handshake says pingInterval 25000, pingTimeout 5000
+PING_TIMEOUT = 5
+TOKEN_INVALID = 460001
+NO_HANDLER = 460002
+NO_SUCH_MESSAGE = 460006
+
+
+class RawJson:
+    """JSON already serialised (an SSE `data:` line), emitted as it is."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class PacketJson:
+    """The `json` module python-socketio encodes packets with: orjson, and RawJson verbatim.
+
+    An event packet's data is `[name, argument]`; when the argument is RawJson the list is
+    written around its bytes instead of parsing and re-serialising them.
+    """
+
+    @staticmethod
+    def dumps(obj: Any, **_: Any) -> str:
+        if isinstance(obj, list) and obj and isinstance(obj[-1], RawJson):
+            head = orjson.dumps(obj[:-1])[:-1]  # `["reply"` without its closing bracket
+            return (head + (b"," if len(obj) > 1 else b"") + obj[-1].data + b"]").decode()
+        return orjson.dumps(obj).decode()
+
+    @staticmethod
+    def loads(data: str | bytes) -> Any:
+        return orjson.loads(data)
+
+
+def sse_packets(frames: bytes) -> Iterator[tuple[str, bytes]]:
+    """The (event name, data JSON) of each SSE frame in `frames`; comments are skipped.
+
+    Data lines are single-line JSON (orjson escapes newlines), so frames split on blank lines.
+    """
+    for block in frames.split(b"\n\n"):
+        name = b""
+        data = None
+        for line in block.split(b"\n"):
+            if line.startswith(b"event:"):
+                name = line[6:]
+            elif line.startswith(b"data:"):
+                data = line[5:]
+        if data is not None:
+            yield (name.decode() or "message"), data
+
+
+@dataclass
+class Connection:
+    """What a redeemed token bound to one Socket.IO connection, and the turns it started."""
+
+    app_key: str
+    visitor_id: str
+    visitor_labels: list[dict[str, Any]]
+    turns: dict[str, int] = field(default_factory=dict)  # record id (answer or question) -> turn id
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def _payload(data: Any) -> dict[str, Any] | None:
+    """The event's fields: ADP wraps them as `{"payload": {...}}`; a bare object is accepted too."""
+    if not isinstance(data, dict):
+        return None
+    inner = data.get("payload")
+    return inner if isinstance(inner, dict) else data
+
+
+class AdpSocketServer:
+    def __init__(self, services: Callable[[], Services], allowed_origins: list[str] | str = "*") -> None:
+        self._services = services
+        self._connections: dict[str, Connection] = {}
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            json=PacketJson,
+            ping_interval=PING_INTERVAL,
+            ping_timeout=PING_TIMEOUT,
+            cors_allowed_origins=allowed_origins,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.sio.on("connect", self.on_connect)
+        self.sio.on("disconnect", self.on_disconnect)
+        self.sio.on("send", self.on_send)
+        self.sio.on("stop_generation", self.on_stop_generation)
+        self.sio.on("*", self.on_unknown)
+
+    def asgi(self, other_app: Any) -> socketio.ASGIApp:
+        """The Socket.IO endpoint in front of `other_app`, which gets every other request."""
+        return socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path=SOCKETIO_PATH)
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str) or not token:
+            token = (parse_qs(environ.get("QUERY_STRING", "")).get("token") or [""])[0]
+        claims = await self._services().tokens.redeem(token) if token else None
+        if claims is None:
+            message = MESSAGES.get(TOKEN_INVALID, "Token Verification Failure")
+            raise SocketConnectionRefused(message, {"code": TOKEN_INVALID, "message": message})
+        self._connections[sid] = Connection(claims["app_key"], claims["visitor_id"], claims.get("visitor_labels") or [])
+
+    async def on_disconnect(self, sid: str, *_: Any) -> None:
+        connection = self._connections.pop(sid, None)
+        if connection is not None:
+            for task in list(connection.tasks):
+                task.cancel()  # stops forwarding; the turns themselves run on and are recorded
+
+    async def on_send(self, sid: str, data: Any = None) -> None:
+        connection = self._connections.get(sid)
+        if connection is None:
+            return
+        fields = _payload(data)
+        request_id = fields.get("request_id", "") if fields else ""
+        try:
+            if fields is None:
+                raise BadRequest("the send event must carry an object")
+            chat = validate_chat(fields, app_key=connection.app_key, visitor_id=connection.visitor_id)
+        except BadRequest as exc:
+            code, message = code_and_message("bad_request", str(exc))
+            await self._emit_frames(sid, error_frame(code, message, request_id if isinstance(request_id, str) else ""))
+            return
+        if not chat.turn.visitor_labels and connection.visitor_labels:
+            chat.turn.visitor_labels = connection.visitor_labels
+        task = asyncio.create_task(self._answer(sid, connection, chat))
+        connection.tasks.add(task)
+        task.add_done_callback(connection.tasks.discard)
+
+    async def on_stop_generation(self, sid: str, data: Any = None) -> None:
+        connection = self._connections.get(sid)
+        if connection is None:
+            return
+        fields = _payload(data) or {}
+        record_id = str(fields.get("record_id", ""))
+        turn_id = connection.turns.get(record_id)
+        if turn_id is None or not self._services().engine.stop_turn(turn_id):
+            message = MESSAGES.get(NO_SUCH_MESSAGE, "Message does not exist or insufficient permissions.")
+            await self._emit_frames(sid, error_frame(NO_SUCH_MESSAGE, f"{message}: no answer {record_id!r} in progress on this connection"))
+
+    async def on_unknown(self, event: str, sid: str, data: Any = None) -> None:
+        message = MESSAGES.get(NO_HANDLER, "Event handler does not exist")
+        await self._emit_frames(sid, error_frame(NO_HANDLER, f"{message}: {event}"))
+
+    async def _answer(self, sid: str, connection: Connection, chat: ChatRequest) -> None:
+        engine = self._services().engine
+        try:
+            info = await engine.start_turn(chat.turn)
+        except TurnRejected as exc:
+            code, message = code_and_message(exc.kind, exc.detail)
+            await self._emit_frames(sid, error_frame(code, message, chat.turn.request_id))
+            return
+        # the answer's record id is what clients send; the question's is accepted too
+        record_ids = (str(info.answer_record_id), str(info.question_record_id))
+        for record_id in record_ids:
+            connection.turns[record_id] = info.turn_id
+        try:
+            stream = {"enable": True, "disable": False}.get(chat.stream, info.streaming_enabled)
+            renderer = AdpRenderer(
+                info,
+                incremental=chat.incremental,
+                throttle=chat.streaming_throttle or info.streaming_throttle,
+                stream=stream,
+            )
+            async for event in engine.events(info.turn_id):
+                if event is None:
+                    continue
+                frames = renderer.render(event)
+                if frames:
+                    await self._emit_frames(sid, frames)
+                if renderer.finished:
+                    return
+        finally:
+            for record_id in record_ids:
+                connection.turns.pop(record_id, None)
+
+    async def _emit_frames(self, sid: str, frames: bytes) -> None:
+        for name, data in sse_packets(frames):
+            await self.sio.emit(name, RawJson(data), to=sid)

@@ -1,0 +1,263 @@
+"""ADP over WebSocket (Socket.IO v4 at /v1/qbot/chat/conn/), with python-socketio and with raw frames."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import socketio
+import websockets
+from tencentcloud.common import credential
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.lke.v20231130 import lke_client, models
+
+from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
+
+SECRET_ID = "AKIDwstest"
+SECRET_KEY = "ws-test-secret-key"
+CONFIG = f"""
+[cloud_api]
+[[cloud_api.credentials]]
+secret_id = "{SECRET_ID}"
+secret_key = "{SECRET_KEY}"
+"""
+PATH = "v1/qbot/chat/conn"
+EVENTS = ("reply", "token_stat", "reference", "thought", "error")
+
+
+@pytest.fixture(scope="module")
+def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    server = start_parley(tmp_path_factory.mktemp("ws"), default_config(scripted_model) + CONFIG)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def app(server: ParleyServer) -> dict[str, Any]:
+    return server.create_app("ws-bot")
+
+
+def ws_token(server: ParleyServer, app_key: str, visitor: str = "v-ws") -> str:
+    """A token from GetWsToken, fetched with the official SDK."""
+    profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=server.url.removeprefix("http://")))
+    client = lke_client.LkeClient(credential.Credential(SECRET_ID, SECRET_KEY), "ap-guangzhou", profile)
+    request = models.GetWsTokenRequest()
+    request.from_json_string(json.dumps({"Type": 5, "BotAppKey": app_key, "VisitorBizId": visitor}))
+    return client.GetWsToken(request).Token
+
+
+class Listener:
+    """A python-socketio client that queues every ADP event it receives."""
+
+    def __init__(self) -> None:
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        for name in EVENTS:
+            self.client.on(name, self._handler(name))
+
+    def _handler(self, name: str):
+        async def handle(data: dict[str, Any]) -> None:
+            await self.events.put((name, data))
+        return handle
+
+    async def connect(self, server: ParleyServer, token: str) -> None:
+        await self.client.connect(server.url, socketio_path=PATH, transports=["websocket"], auth={"token": token})
+
+    async def next(self, timeout: float = 20) -> tuple[str, dict[str, Any]]:
+        return await asyncio.wait_for(self.events.get(), timeout)
+
+    async def until_final(self, request_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """Events up to the final answer reply (or an error) of the turn with `request_id`."""
+        seen = []
+        while True:
+            name, data = await self.next()
+            payload = data.get("payload", {})
+            if request_id is not None and payload.get("request_id") != request_id:
+                continue
+            seen.append((name, data))
+            if name == "error" or (name == "reply" and payload["is_final"] and not payload["is_from_self"]):
+                return seen
+
+
+async def test_a_turn_over_socketio_has_the_sse_events_in_order(server, app, model):
+    listener = Listener()
+    await listener.connect(server, ws_token(server, app["app_key"]))
+    try:
+        await listener.client.emit("send", {"payload": {"request_id": "r1", "session_id": "s-ws-1", "content": "hello socket"}})
+        events = await listener.until_final()
+    finally:
+        await listener.client.disconnect()
+    names = [n for n, _ in events]
+    first_name, first = events[0]
+    assert first_name == "reply" and first["type"] == "reply"
+    echo = first["payload"]
+    assert echo["is_from_self"] is True and echo["content"] == "hello socket" and echo["can_rating"] is False
+    assert echo["request_id"] == "r1" and echo["session_id"] == "s-ws-1"
+    assert "token_stat" in names
+    final = events[-1][1]["payload"]
+    assert final["content"] == "Echo: hello socket"
+    assert final["related_record_id"] == echo["record_id"]
+    assert all(d["type"] == n for n, d in events)
+
+
+async def test_a_send_without_a_session_id_gets_an_error_event(server, app):
+    listener = Listener()
+    await listener.connect(server, ws_token(server, app["app_key"]))
+    try:
+        await listener.client.emit("send", {"payload": {"request_id": "bad", "content": "no session"}})
+        name, data = await listener.next()
+    finally:
+        await listener.client.disconnect()
+    assert name == "error"
+    assert data["error"]["code"] == 400 and data["payload"]["error"]["code"] == 400
+    assert data["payload"]["request_id"] == "bad"
+
+
+async def test_a_token_opens_one_connection_only(server, app):
+    token = ws_token(server, app["app_key"])
+    first = Listener()
+    await first.connect(server, token)
+    await first.client.disconnect()
+    second = Listener()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await second.connect(server, token)
+
+
+async def test_an_unknown_token_is_refused(server):
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await Listener().connect(server, "not-a-token")
+
+
+async def test_several_turns_run_on_one_connection_for_different_sessions(server, app, model):
+    model.script("slow pair", content="abcdefghij", chunk_size=2, delay=0.1)
+    listener = Listener()
+    await listener.connect(server, ws_token(server, app["app_key"]))
+    try:
+        await listener.client.emit("send", {"payload": {"request_id": "ra", "session_id": "s-ws-a", "content": "slow pair a"}})
+        await listener.client.emit("send", {"payload": {"request_id": "rb", "session_id": "s-ws-b", "content": "slow pair b"}})
+        finals: dict[str, dict[str, Any]] = {}
+        while len(finals) < 2:
+            name, data = await listener.next()
+            payload = data["payload"]
+            if name == "reply" and payload["is_final"] and not payload["is_from_self"]:
+                finals[payload["request_id"]] = payload
+    finally:
+        await listener.client.disconnect()
+    assert finals["ra"]["content"] == finals["rb"]["content"] == "abcdefghij"
+    assert finals["ra"]["session_id"] == "s-ws-a" and finals["rb"]["session_id"] == "s-ws-b"
+    assert model.stats()["max_concurrent"] == 2
+
+
+async def test_stop_generation_stops_the_turn_and_the_model_call(server, app, model):
+    model.script("stop me", content="x" * 400, chunk_size=1, delay=0.05)
+    listener = Listener()
+    await listener.connect(server, ws_token(server, app["app_key"]))
+    try:
+        await listener.client.emit("send", {"payload": {"request_id": "rs", "session_id": "s-ws-stop", "content": "stop me"}})
+        while True:  # wait until the answer is streaming
+            name, data = await listener.next()
+            if name == "reply" and not data["payload"]["is_from_self"]:
+                record_id = data["payload"]["record_id"]
+                break
+        await listener.client.emit("stop_generation", {"payload": {"record_id": record_id}})
+        rest = await listener.until_final("rs")
+    finally:
+        await listener.client.disconnect()
+    final = rest[-1][1]["payload"]
+    assert final["is_final"] is True and final["record_id"] == record_id
+    assert len(final["content"]) < 400
+    stats = [d["payload"]["status_summary"] for n, d in rest if n == "token_stat"]
+    assert stats[-1] == "stop"
+    for _ in range(50):  # the upstream stream was closed, not left to finish
+        if model.stats()["closed_early"] >= 1:
+            break
+        await asyncio.sleep(0.1)
+    assert model.stats()["closed_early"] >= 1
+    assert model.stats()["completed"] == 0
+
+
+async def test_stop_generation_for_an_unknown_record_is_an_error(server, app):
+    listener = Listener()
+    await listener.connect(server, ws_token(server, app["app_key"]))
+    try:
+        await listener.client.emit("stop_generation", {"payload": {"record_id": "123"}})
+        name, data = await listener.next()
+    finally:
+        await listener.client.disconnect()
+    assert name == "error" and data["error"]["code"] == 460006
+
+
+# -- raw Engine.IO / Socket.IO frames ---------------------------------------------------------
+
+
+def raw_url(server: ParleyServer) -> str:
+    return server.url.replace("http://", "ws://") + "/v1/qbot/chat/conn/?EIO=4&transport=websocket"
+
+
+async def test_raw_frames_handshake_send_and_reply(server, app, model):
+    token = ws_token(server, app["app_key"])
+    async with websockets.connect(raw_url(server)) as ws:
+        opening = await asyncio.wait_for(ws.recv(), 10)
+        assert opening.startswith("0")
+        handshake = json.loads(opening[1:])
+        assert handshake["pingInterval"] == 25000 and handshake["pingTimeout"] == 5000
+        assert handshake["upgrades"] == [] and handshake["sid"]
+        await ws.send("40" + json.dumps({"token": token}))
+        connected = await asyncio.wait_for(ws.recv(), 10)
+        assert connected.startswith("40") and "sid" in json.loads(connected[2:])
+        await ws.send("42" + json.dumps(["send", {"payload": {"request_id": "raw", "session_id": "s-raw", "content": "raw hello"}}]))
+        replies = []
+        while True:
+            frame = await asyncio.wait_for(ws.recv(), 20)
+            if frame == "2":
+                await ws.send("3")
+                continue
+            assert frame.startswith("42")
+            name, data = json.loads(frame[2:])
+            if name == "reply":
+                replies.append(data["payload"])
+                if data["payload"]["is_final"] and not data["payload"]["is_from_self"]:
+                    break
+    assert replies[0]["is_from_self"] is True
+    assert replies[-1]["content"] == "Echo: raw hello"
+
+
+async def test_raw_frames_bad_token_gets_connect_error(server):
+    async with websockets.connect(raw_url(server)) as ws:
+        await asyncio.wait_for(ws.recv(), 10)
+        await ws.send('40{"token":"nope"}')
+        refused = await asyncio.wait_for(ws.recv(), 10)
+    assert refused.startswith("44")
+    body = json.loads(refused[2:])
+    assert body["data"]["code"] == 460001
+
+
+
+
+async def test_a_client_starting_on_long_polling_works_too(server, app, model):
+    """socket.io-client lists `polling` among its transports: the handshake over long-polling, then the upgrade."""
+    listener = Listener()
+    await listener.client.connect(server.url, socketio_path=PATH, transports=["polling", "websocket"],
+                                  auth={"token": ws_token(server, app["app_key"])})
+    try:
+        await listener.client.emit("send", {"payload": {"request_id": "rp", "session_id": "s-poll", "content": "polled"}})
+        events = await listener.until_final("rp")
+    finally:
+        await listener.client.disconnect()
+    assert events[-1][1]["payload"]["content"] == "Echo: polled"
+
+
+async def test_an_unknown_event_gets_an_error(server, app):
+    listener = Listener()
+    await listener.connect(server, ws_token(server, app["app_key"]))
+    try:
+        await listener.client.emit("no_such_event", {"payload": {}})
+        name, data = await listener.next()
+    finally:
+        await listener.client.disconnect()
+    assert name == "error" and data["error"]["code"] == 460002
