@@ -1,0 +1,68 @@
+"""`POST /v4/{service}/{command}?sdkappid=&identifier=&usersig=&random=&contenttype=json`.
+
+The checks run in this order, each failure answered with HTTP 200 and its code: POST
+(60002); sdkappid present (60012), well-formed (60006), known (70020), enabled (60016);
+the command exists (60009); the UserSig (700xx); the identifier is an admin (60010 or the
+family's own code); the frequency limits of the application (60011) and of the call
+(60007); the body is a JSON object (60003, 90001 for `openim`); then the call itself.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from parley.faces.im import errors
+from parley.faces.im.calls import CALLS, Call
+from parley.faces.im.context import im_context
+from parley.faces.im.errors import IMError, envelope, failure, json_response
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+async def rest_call(request: Request) -> Response:
+    if request.method != "POST":
+        return failure(errors.HTTP_PARSE_ERROR, "REST calls are HTTPS POST requests")
+    context = await im_context(request)
+    query = request.query_params
+    name = f"{request.path_params['service']}/{request.path_params['command']}"
+    try:
+        app = context.app(query.get("sdkappid"))
+        spec = CALLS.get(name)
+        if spec is None:
+            raise IMError(errors.UNKNOWN_COMMAND, f"unknown service or command: v4/{name}")
+        identifier = context.verify(app, query.get("identifier"), query.get("usersig"))
+        if identifier not in app.admins:
+            raise IMError(spec.family.needs_admin, "this request needs the App admin identifier")
+        limiter = context.messaging.limiter
+        if not limiter.allow(f"{app.sdkappid}", context.settings.app_rate_limit):
+            raise IMError(errors.APP_RATE_EXCEEDED, "SDKAppID request frequency over limit")
+        per_second = app.rate_limits.get(name, context.settings.rate_limits.get(name, spec.per_second))
+        if not limiter.allow(f"{app.sdkappid}/{name}", per_second):
+            raise IMError(errors.CALL_RATE_EXCEEDED, f"REST API call frequency over limit ({per_second:g}/s)")
+        raw = await request.body()
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise IMError(spec.family.invalid, "the request body is too large")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise IMError(spec.family.bad_json, "the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise IMError(spec.family.bad_json, "the request body must be a JSON object")
+        result = await spec.handler(Call(context, app, identifier, body))
+    except IMError as exc:
+        return failure(exc.code, exc.info)
+    except Exception:
+        log.exception("IM call %s failed", name)
+        family = CALLS[name].family if name in CALLS else None
+        return failure(family.internal if family else 70500, "internal error, please retry")
+    return json_response(envelope(**result))
+
+
+routes = [Route("/v4/{service}/{command}", rest_call, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])]

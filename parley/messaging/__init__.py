@@ -1,0 +1,1 @@
+"""The Tencent Cloud Chat (IM) domain: accounts, robots, C2C and streaming messages, delivery."""
