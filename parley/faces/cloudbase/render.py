@@ -1,0 +1,132 @@
+"""Engine events to CloudBase stream chunks: `data: {json}` frames, `: heartbeat`, `data: [DONE]`.
+
+Every chunk carries the documented fields: `created` (seconds), `record_id` (the answer's
+record id, which feedback names), `model`, `version`, `type` (`thinking` for reasoning,
+`text` for the answer), `role`, `content` and `reasoning_content` as deltas,
+`finish_reason` (`continue`, then `stop` on the last chunk, or `content_filter` with `type:
+"finish"` when the answer was replaced by the refusal for sensitive content), `usage` and
+`knowledge_base`.
+Until the model reports its usage, `usage.completionTokens` is a running estimate of the
+text so far; the last chunk carries the usage the turn was recorded with. A failure is a
+chunk with `finish_reason: "error"` and `error: {code, message}`; `[DONE]` always ends the
+stream. Knowledge-base chunks (`type: "knowledge"`) are not rendered yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from parley.engine.events import Failure, Final, Progress, ReplyDelta, ThoughtDelta
+from parley.faces.cloudbase.errors import turn_code, turn_message
+
+HEARTBEAT = b": heartbeat\n\n"
+DONE = b"data: [DONE]\n\n"
+
+
+def data_frame(payload: dict[str, Any]) -> bytes:
+    """One event: a single `data:` line (orjson never writes a newline) and a blank line."""
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+class TokenEstimate:
+    """A running token estimate of streamed text: CJK characters one each, other text one per 4."""
+
+    __slots__ = ("_wide", "_narrow")
+
+    def __init__(self) -> None:
+        self._wide = 0
+        self._narrow = 0
+
+    def add(self, text: str) -> None:
+        wide = sum(1 for ch in text if ord(ch) >= 0x2E80)
+        self._wide += wide
+        self._narrow += len(text) - wide
+
+    @property
+    def tokens(self) -> int:
+        return self._wide + (self._narrow + 3) // 4
+
+
+class ChunkRenderer:
+    """Renders one answer's stream. `render` returns b"" for events with nothing to send."""
+
+    def __init__(self, record_id: str, model: str, version: str, created: int) -> None:
+        self.finished = False
+        self._common = {"created": created, "record_id": record_id, "model": model, "version": version}
+        self._prompt_tokens = 0
+        self._completion = TokenEstimate()
+        self._reported: tuple[int, int] | None = None  # (prompt, completion) from the engine
+        self._text = ""
+
+    def render(self, event: Any) -> bytes:
+        if isinstance(event, ReplyDelta):
+            return self.text(event.text)
+        if isinstance(event, ThoughtDelta):
+            return self.thinking(event.text)
+        if isinstance(event, Progress):
+            prompt = sum(p.input_tokens for p in event.procedures)
+            completion = sum(p.output_tokens for p in event.procedures)
+            if prompt or completion:
+                self._reported = (prompt, completion)
+            return b""
+        if isinstance(event, Final):
+            return self.final(event.content, filtered=event.is_evil)
+        if isinstance(event, Failure):
+            return self.error(turn_code(event.kind), turn_message(event.kind, event.message))
+        return b""  # UserEcho (CloudBase echoes nothing), References (knowledge chunks: not yet)
+
+    def text(self, delta: str) -> bytes:
+        if not delta:
+            return b""
+        self._text += delta
+        self._completion.add(delta)
+        return self._chunk("text", delta, "", "continue")
+
+    def thinking(self, delta: str) -> bytes:
+        if not delta:
+            return b""
+        self._completion.add(delta)
+        return self._chunk("thinking", "", delta, "continue")
+
+    def final(self, content: str = "", filtered: bool = False) -> bytes:
+        """The rest of the answer (when the engine's final text holds more than was streamed) and the last chunk.
+
+        An answer replaced by the refusal for sensitive content ends with `finish_reason:
+        "content_filter"` instead of `stop`, so clients can drop what was streamed before.
+        """
+        out = b""
+        if content and content != self._text:
+            rest = content[len(self._text):] if content.startswith(self._text) else content
+            out = self.text(rest)
+        self.finished = True
+        if filtered:
+            return out + self._chunk("finish", "", "", "content_filter", final=True)
+        return out + self._chunk("text", "", "", "stop", final=True)
+
+    def error(self, code: str, message: str) -> bytes:
+        self.finished = True
+        return self._chunk("finish", "", "", "error", final=True, error={"code": code, "message": message})
+
+    def _usage(self, final: bool) -> dict[str, int]:
+        if final and self._reported is not None:
+            prompt, completion = self._reported
+        else:
+            prompt, completion = self._prompt_tokens, self._completion.tokens
+        return {"promptTokens": prompt, "completionTokens": completion, "totalTokens": prompt + completion}
+
+    def _chunk(self, kind: str, content: str, reasoning: str, finish: str, final: bool = False, **extra: Any) -> bytes:
+        return data_frame(
+            {
+                **self._common,
+                "type": kind,
+                "role": "assistant",
+                "content": content,
+                "reasoning_content": reasoning,
+                "finish_reason": finish,
+                "usage": self._usage(final),
+                "knowledge_base": [],
+                **extra,
+            }
+        )
