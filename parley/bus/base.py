@@ -27,4 +27,10 @@ class Bus(Protocol):
         a face can send a keep-alive.
         """
 
+    def subscribe_batches(
+        self, turn_id: int, offset: int = 0, idle: float | None = None
+    ) -> AsyncIterator[list[Any] | None]:
+        """Like subscribe, but yields every event already waiting as one list, so that a face
+        under load can write them in one go."""
+
     async def aclose(self) -> None: ...

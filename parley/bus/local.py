@@ -10,12 +10,12 @@ from parley.bus.base import UnknownTurn
 
 
 class _Stream:
-    __slots__ = ("events", "ended", "changed")
+    __slots__ = ("events", "ended", "waiter")
 
     def __init__(self) -> None:
         self.events: list[Any] = []
         self.ended = False
-        self.changed = asyncio.Event()
+        self.waiter: asyncio.Event | None = None  # made only when a subscriber has to wait
 
 
 class LocalBus:
@@ -43,22 +43,38 @@ class LocalBus:
         self._expiry[turn_id] = loop.call_later(self._retention, self._expire, turn_id)
 
     async def subscribe(self, turn_id: int, offset: int = 0, idle: float | None = None) -> AsyncIterator[Any]:
+        async for batch in self.subscribe_batches(turn_id, offset, idle):
+            if batch is None:
+                yield None
+            else:
+                for event in batch:
+                    yield event
+
+    async def subscribe_batches(
+        self, turn_id: int, offset: int = 0, idle: float | None = None
+    ) -> AsyncIterator[list[Any] | None]:
         stream = self._streams.get(turn_id)
         if stream is None:
             raise UnknownTurn(turn_id)
         while True:
             events = stream.events
-            while offset < len(events):
-                yield events[offset]
-                offset += 1
-            if stream.ended:
+            if offset < len(events):
+                batch = events[offset:]
+                offset = len(events)
+                yield batch
+            if stream.ended and offset >= len(stream.events):
                 return
-            changed = stream.changed
+            if offset < len(stream.events):
+                continue
+            waiter = stream.waiter
+            if waiter is None:
+                waiter = stream.waiter = asyncio.Event()
             if idle is None:
-                await changed.wait()
+                await waiter.wait()
                 continue
             try:
-                await asyncio.wait_for(changed.wait(), idle)
+                async with asyncio.timeout(idle):
+                    await waiter.wait()
             except TimeoutError:
                 yield None
 
@@ -73,8 +89,9 @@ class LocalBus:
 
     @staticmethod
     def _wake(stream: _Stream) -> None:
-        changed, stream.changed = stream.changed, asyncio.Event()
-        changed.set()
+        if stream.waiter is not None:
+            stream.waiter.set()
+            stream.waiter = None
 
     def _expire(self, turn_id: int) -> None:
         self._expiry.pop(turn_id, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,32 +58,61 @@ def _record(row: Any) -> RecordRow:
     return RecordRow(**{name: getattr(row, name) for name in RecordRow.__slots__})
 
 
+class RecordWriter:
+    """Group commit: records added while a transaction is being written go in the next one.
+
+    Under load this turns one commit per answer into one per batch; alone, a record is
+    written at once. A caller that stops waiting does not stop its record being written.
+    """
+
+    def __init__(self, engine: AsyncEngine, max_batch: int = 500) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def add(self, record: RecordRow) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(({name: getattr(record, name) for name in RecordRow.__slots__}, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(records.insert(), [row for row, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+
 class ConversationRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._writer = RecordWriter(engine)
 
     async def begin_turn(
         self, app_id: int, session_id: str, visitor_biz_id: str, question: RecordRow, history_records: int
     ) -> tuple[SessionRow, list[RecordRow]]:
         """Opens (or creates) the session, reads its recent history and stores the question.
 
-        One transaction, so a turn costs one write before its answer. Raises
-        SessionOwnedElsewhere, and writes nothing, when another visitor owns the session.
+        Reads share a pooled connection; the question joins the group commit. A session is
+        created in a transaction of its own, once. Raises SessionOwnedElsewhere, and writes
+        nothing, when another visitor owns the session.
         """
-        async with self._engine.begin() as conn:
+        async with self._engine.connect() as conn:
             session = await self._session(conn, app_id, session_id)
-            if session is None:
-                session = SessionRow(new_id(), app_id, session_id, visitor_biz_id, question.created_at)
-                try:
-                    async with conn.begin_nested():
-                        await conn.execute(sessions.insert().values(**asdict(session)))
-                except IntegrityError:  # created by a concurrent first turn
-                    session = await self._session(conn, app_id, session_id)
-                    assert session is not None
-            if session.visitor_biz_id != visitor_biz_id:
-                raise SessionOwnedElsewhere(session_id)
             history: list[RecordRow] = []
-            if history_records > 0:
+            if session is not None and session.visitor_biz_id == visitor_biz_id and history_records > 0:
                 rows = await conn.execute(
                     records.select()
                     .where(records.c.session_pk == session.id)
@@ -90,13 +120,29 @@ class ConversationRepository:
                     .limit(history_records)
                 )
                 history = [_record(r) for r in rows][::-1]
-            question.session_pk = session.id
-            await conn.execute(records.insert().values(**asdict(question)))
+        if session is None:
+            session = await self._create_session(app_id, session_id, visitor_biz_id, question.created_at)
+        if session.visitor_biz_id != visitor_biz_id:
+            raise SessionOwnedElsewhere(session_id)
+        question.session_pk = session.id
+        await self._writer.add(question)
         return session, history
 
+    async def _create_session(self, app_id: int, session_id: str, visitor_biz_id: str, now: int) -> SessionRow:
+        session = SessionRow(new_id(), app_id, session_id, visitor_biz_id, now)
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(sessions.insert().values(**asdict(session)))
+        except IntegrityError:  # created by a concurrent first turn: whoever won owns it
+            async with self._engine.connect() as conn:
+                existing = await self._session(conn, app_id, session_id)
+            assert existing is not None
+            return existing
+        return session
+
     async def add_record(self, record: RecordRow) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(records.insert().values(**asdict(record)))
+        """Stores a record durably; concurrent calls share one transaction (group commit)."""
+        await self._writer.add(record)
 
     async def get_session(self, app_id: int, session_id: str) -> SessionRow | None:
         async with self._engine.connect() as conn:

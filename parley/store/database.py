@@ -39,10 +39,12 @@ def _upgrade(connection: Connection) -> None:
 
 
 def _engine_options(url: str) -> dict:
+    # A burst of turns queues for a connection; it must wait rather than fail.
     if url.startswith("sqlite"):
-        # One writer at a time is SQLite's rule; a small pool of readers keeps reads concurrent.
-        return {"pool_size": 8, "max_overflow": 8, "connect_args": {"timeout": 30}}
-    return {"pool_size": 20, "max_overflow": 20, "pool_pre_ping": True}
+        # Writes go through one group-commit writer (SQLite takes one writer at a time);
+        # a pool of readers keeps reads concurrent.
+        return {"pool_size": 8, "max_overflow": 8, "pool_timeout": 300, "connect_args": {"timeout": 30}}
+    return {"pool_size": 20, "max_overflow": 20, "pool_timeout": 300, "pool_pre_ping": True}
 
 
 def _tune_sqlite(dbapi_connection, _record) -> None:

@@ -48,3 +48,15 @@ async def test_streams_expire_after_the_retention_period():
     await asyncio.sleep(0.05)
     with pytest.raises(UnknownTurn):
         await collect(bus.subscribe(1))
+
+
+async def test_batches_hold_everything_already_waiting():
+    bus = LocalBus()
+    bus.open(1)
+    for item in "abc":
+        bus.publish(1, item)
+    batches = bus.subscribe_batches(1)
+    assert await anext(batches) == ["a", "b", "c"]
+    bus.publish(1, "d")
+    bus.end(1)
+    assert [batch async for batch in batches] == [["d"]]

@@ -12,19 +12,19 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from parley.engine.errors import TurnRejected
 from parley.faces.adp.errors import code_and_message
 from parley.faces.adp.render import KEEPALIVE, AdpRenderer, error_frame
 from parley.faces.adp.request import BadRequest, ChatRequest, parse_body, validate_chat
+from parley.faces.streaming import EventStreamResponse
 from parley.services import Services
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def chat_sse(request: Request) -> StreamingResponse:
+async def chat_sse(request: Request) -> EventStreamResponse:
     services: Services = request.app.state.services
     body = await request.body()
     try:
@@ -68,11 +68,11 @@ async def answer(services: Services, chat: ChatRequest) -> AsyncIterator[bytes]:
             throttle=chat.streaming_throttle or info.streaming_throttle,
             stream=stream,
         )
-        async for event in engine.events(info.turn_id, idle=idle):
-            if event is None:
+        async for batch in engine.event_batches(info.turn_id, idle=idle):
+            if batch is None:
                 yield KEEPALIVE
                 continue
-            data = renderer.render(event)
+            data = b"".join(renderer.render(event) for event in batch)  # one write for what is waiting
             if data:
                 yield data
             if renderer.finished:
@@ -90,8 +90,8 @@ async def _single(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-def _stream(body: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
+def _stream(body: AsyncIterator[bytes]) -> EventStreamResponse:
+    return EventStreamResponse(body, headers=SSE_HEADERS)
 
 
 def _request_id_of(body: bytes) -> str:
