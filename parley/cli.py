@@ -199,5 +199,339 @@ def chat(
             raise typer.Exit(1)
 
 
+cloudbase_cli = typer.Typer(help="The CloudBase AI bot face: bots and their API keys.", no_args_is_help=True)
+cloudbase_bot_cli = typer.Typer(help="Publish applications as CloudBase bots.", no_args_is_help=True)
+cloudbase_key_cli = typer.Typer(help="Issue, list and revoke CloudBase API keys.", no_args_is_help=True)
+cloudbase_cli.add_typer(cloudbase_bot_cli, name="bot")
+cloudbase_cli.add_typer(cloudbase_key_cli, name="key")
+cli.add_typer(cloudbase_cli, name="cloudbase")
+
+
+def _cloudbase(config: Optional[Path], data_dir: Optional[Path], work: Any) -> Any:
+    """Runs `work(channel)`; an operator error is printed and exits with status 2."""
+    from parley.channels.cloudbase import OperatorError
+
+    try:
+        return _run(_settings(config, data_dir), lambda services: work(services.cloudbase))
+    except OperatorError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+@cloudbase_bot_cli.command("publish")
+def cloudbase_bot_publish(
+    application: str = typer.Argument(..., metavar="APP", help="Application name."),
+    bot_id: Optional[str] = typer.Option(None, "--bot-id", help="The bot id (default: bot-<8 hex digits>); fixed once set."),
+    enable: Optional[bool] = typer.Option(None, "--enable/--disable", help="Whether the bot answers."),
+    search: Optional[bool] = typer.Option(None, "--search/--no-search", help="searchEnable, as shown to clients."),
+    multi: Optional[bool] = typer.Option(None, "--multi-conversation/--single-conversation"),
+    recommend: Optional[bool] = typer.Option(None, "--recommend/--no-recommend", help="isNeedRecommend."),
+    background: Optional[str] = typer.Option(None, help="Background image URL shown by agent UIs."),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Publish an application as a CloudBase bot, or change its bot settings."""
+    bot = _cloudbase(config, data_dir, lambda channel: channel.publish_bot(
+        application, bot_id=bot_id, enabled=enable, search_enable=search, multi_conversation=multi,
+        need_recommend=recommend, background=background,
+    ))
+    state = "enabled" if bot.row.enabled else "disabled"
+    console.print(f"{application}: CloudBase bot [bold]{bot.bot_id}[/] ({state})")
+
+
+@cloudbase_key_cli.command("create")
+def cloudbase_key_create(
+    application: str = typer.Argument(..., metavar="APP", help="Application name."),
+    publishable: bool = typer.Option(False, "--publishable", help="A publishable key (visitor rights) instead of an API key."),
+    name: str = typer.Option("", help="A note to recognise the key by."),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Issue a key for an application's CloudBase bot (publishing the bot if need be). Shown once."""
+    from parley.channels.cloudbase import KeyKind
+
+    kind = KeyKind.PUBLISHABLE if publishable else KeyKind.API
+
+    async def work(channel: Any) -> Any:
+        issued = await channel.issue_key(application, kind, name)
+        bot = await channel.bot_of_app(application)
+        return issued, bot
+
+    issued, bot = _cloudbase(config, data_dir, work)
+    err.print(f"{kind.value} key {issued.row.id} for bot {bot.bot_id} ({application}); it is shown only once:")
+    print(issued.secret, flush=True)
+
+
+@cloudbase_key_cli.command("list")
+def cloudbase_key_list(
+    application: str = typer.Argument(..., metavar="APP"), config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt
+) -> None:
+    """List an application's CloudBase keys (their prefixes only)."""
+    for key in _cloudbase(config, data_dir, lambda channel: channel.list_keys(application)):
+        state = "revoked" if key.revoked_at else "active"
+        console.print(f"{key.id}  {key.kind:<11}  {key.key_prefix}...  {state}  {key.name}", highlight=False)
+
+
+@cloudbase_key_cli.command("revoke")
+def cloudbase_key_revoke(
+    key_id: int = typer.Argument(..., help="The key's id (from `list`)."), config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Revoke a CloudBase key at once."""
+    if not _cloudbase(config, data_dir, lambda channel: channel.revoke_key(key_id)):
+        err.print(f"[red]no active key {key_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked key {key_id}")
+
+
+im_cli = typer.Typer(help="Tencent Cloud Chat (IM) applications.", no_args_is_help=True)
+cli.add_typer(im_cli, name="im")
+
+
+@im_cli.command("usersig")
+def im_usersig(
+    identifier: Optional[str] = typer.Option(None, "--identifier", "-i", help="UserID to sign for (default: the app's first admin)."),
+    sdkappid: Optional[int] = typer.Option(None, "--sdkappid", help="SDKAppID (default: the only configured IM app)."),
+    expire: int = typer.Option(180 * 86400, help="Validity in seconds."),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Print a UserSig for an identifier of a configured IM application."""
+    from parley.faces.im.usersig import generate
+
+    apps = _settings(config, data_dir).im.apps
+    chosen = [a for a in apps if sdkappid is None or a.sdkappid == sdkappid]
+    if len(chosen) != 1:
+        known = ", ".join(str(a.sdkappid) for a in apps) or "none"
+        err.print(f"[red]name one configured SDKAppID with --sdkappid (configured: {known})[/]")
+        raise typer.Exit(2)
+    app = chosen[0]
+    who = identifier or (app.admins[0] if app.admins else None)
+    if not who:
+        err.print("[red]the application has no admins; pass --identifier[/]")
+        raise typer.Exit(2)
+    print(generate(app.sdkappid, app.secret_key, who, expire))
+
+
+
+# --- knowledge bases -------------------------------------------------------------------------
+
+kb_cli = typer.Typer(help="Knowledge bases: documents and Q&A pairs an application answers from.", no_args_is_help=True)
+kb_qa_cli = typer.Typer(help="Q&A pairs: answered directly, without a model call.", no_args_is_help=True)
+kb_cli.add_typer(kb_qa_cli, name="qa")
+cli.add_typer(kb_cli, name="kb")
+LabelOpt = typer.Option(None, "--label", "-l", help="A label ATTRIBUTE=VALUE[|VALUE...]; repeat for several. None: for everyone.")
+
+
+def _kb(config: Optional[Path], data_dir: Optional[Path], application: str, work: Any) -> Any:
+    """Runs `work(knowledge_service, app_id)` against the data directory, without a server.
+
+    Learning happens here, in the foreground; a server running at the same time picks the
+    new segments up on its next question.
+    """
+    from parley.knowledge.service import KnowledgeError, KnowledgeService
+    from parley.store.apps import AppRepository
+    from parley.store.database import Database
+
+    settings = _settings(config, data_dir)
+
+    async def main() -> Any:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = Database(settings.sqlalchemy_url)
+        await database.migrate()
+        try:
+            row = await AppRepository(database.engine).get_by_name(application)
+            if row is None:
+                err.print(f"[red]no application named {application!r}[/]")
+                raise typer.Exit(1)
+            service = KnowledgeService(database.engine, settings.knowledge, settings.data_dir)
+            try:
+                return await work(service, row.id)
+            finally:
+                await service.aclose()
+        finally:
+            await database.close()
+
+    try:
+        return asyncio.run(main())
+    except KnowledgeError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+def _kb_files(paths: list[Path]) -> list[tuple[Path, str]]:
+    """Files to add and their document names: a folder's supported files, named by their path in it."""
+    from parley.knowledge.parse import file_type, supported_types
+
+    kinds = set(supported_types())
+    found: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file() and file_type(p.name) in kinds):
+                found.append((file, file.relative_to(path).as_posix()))
+        elif path.is_file():
+            found.append((path, path.name))
+        else:
+            err.print(f"[red]{path}: no such file or folder[/]")
+            raise typer.Exit(2)
+    return found
+
+
+@kb_cli.command("add")
+def kb_add(
+    application: str = typer.Argument(..., metavar="APP", help="Application name."),
+    paths: list[Path] = typer.Argument(..., metavar="PATH...", help="Files or folders (txt, md, html, pdf, docx, xlsx, csv)."),
+    label: Optional[list[str]] = LabelOpt,
+    url: str = typer.Option("", help="A link shown with references to these documents."),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Add or update documents and learn them now. Interrupted, run it again: it resumes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from parley.knowledge.labels import ScopeError, parse_label_options
+
+    try:
+        labels = parse_label_options(label or [])
+    except ScopeError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    files = _kb_files(paths)
+    failed = 0
+
+    async def work(service: Any, app_id: int) -> None:
+        nonlocal failed
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            overall = progress.add_task("files", total=len(files))
+            segments = progress.add_task("segments", total=None)
+            for path, name in files:
+                progress.update(segments, description=name, completed=0, total=None)
+                registered = await service.add_document(
+                    app_id, name, path.read_bytes(), labels=labels, url=url, background=False
+                )
+                document = registered.document
+                if registered.action != "unchanged":
+                    document = await service.learn(
+                        document.id, lambda _d, done, total: progress.update(segments, completed=done, total=total)
+                    )
+                if document is None or document.status == "failed":
+                    failed += 1
+                    reason = document.reason if document is not None else "deleted while learning"
+                    progress.console.print(f"[red]failed[/]    {name}: {reason}")
+                else:
+                    verb = "unchanged" if registered.action == "unchanged" else "learned  "
+                    progress.console.print(f"{verb} {name} ({document.segment_count} segments)")
+                progress.advance(overall)
+
+    _kb(config, data_dir, application, work)
+    if failed:
+        raise typer.Exit(1)
+
+
+@kb_cli.command("list")
+def kb_list(
+    application: str = typer.Argument(..., metavar="APP"),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """List an application's documents with their status, and count its Q&A pairs."""
+    from rich.table import Table
+
+    async def work(service: Any, app_id: int) -> None:
+        table = Table("id", "name", "status", "segments", "labels", "reason")
+        for d in await service.list_documents(app_id):
+            labels = "; ".join(f"{a}={'|'.join(v)}" for a, v in d.labels.items()) or "all"
+            table.add_row(str(d.id), d.name, d.status, str(d.segment_count), labels, d.reason)
+        console.print(table)
+        console.print(f"{len(await service.list_qa(app_id))} Q&A pairs")
+
+    _kb(config, data_dir, application, work)
+
+
+@kb_cli.command("delete")
+def kb_delete(
+    application: str = typer.Argument(..., metavar="APP"),
+    document: str = typer.Argument(..., help="The document's name or id."),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Delete a document and its segments."""
+
+    async def work(service: Any, app_id: int) -> bool:
+        found = await service.document_by_name(app_id, document)
+        if found is None and document.isdigit():
+            found = await service.get_document(app_id, int(document))
+        return found is not None and await service.delete_document(app_id, found.id)
+
+    if not _kb(config, data_dir, application, work):
+        err.print(f"[red]no document {document!r} in {application!r}[/]")
+        raise typer.Exit(1)
+    console.print(f"deleted {document}")
+
+
+@kb_cli.command("resume")
+def kb_resume(
+    application: str = typer.Argument(..., metavar="APP"),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Finish learning the documents an interrupted run left unfinished."""
+
+    async def work(service: Any, app_id: int) -> None:
+        for d in await service.list_documents(app_id):
+            if d.status == "learning":
+                done = await service.learn(d.id)
+                console.print(f"{done.status if done else 'deleted'}  {d.name}")
+
+    _kb(config, data_dir, application, work)
+
+
+@kb_qa_cli.command("add")
+def kb_qa_add(
+    application: str = typer.Argument(..., metavar="APP"),
+    question: str = typer.Option(..., "--question", "-q"),
+    answer: str = typer.Option(..., "--answer", "-a"),
+    similar: Optional[list[str]] = typer.Option(None, "--similar", "-s", help="A similar question; repeat for several."),
+    label: Optional[list[str]] = LabelOpt,
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Add a Q&A pair."""
+    from parley.knowledge.labels import ScopeError, parse_label_options
+
+    try:
+        labels = parse_label_options(label or [])
+    except ScopeError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    pair = _kb(config, data_dir, application, lambda s, app_id: s.add_qa(app_id, question, answer, similar or [], labels))
+    console.print(f"added Q&A pair {pair.id}")
+
+
+@kb_qa_cli.command("import")
+def kb_qa_import(
+    application: str = typer.Argument(..., metavar="APP"),
+    file: Path = typer.Argument(..., exists=True, readable=True, help="CSV or XLSX: question, answer, similar questions, labels."),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Import Q&A pairs from a CSV or XLSX file (all of them, or none if a row is bad)."""
+    ids = _kb(config, data_dir, application, lambda s, app_id: s.import_qa(app_id, file.name, file.read_bytes()))
+    console.print(f"imported {len(ids)} Q&A pairs")
+
+
+@kb_qa_cli.command("list")
+def kb_qa_list(
+    application: str = typer.Argument(..., metavar="APP"),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """List an application's Q&A pairs."""
+    for pair in _kb(config, data_dir, application, lambda s, app_id: s.list_qa(app_id)):
+        similar = f"  (also: {' / '.join(pair.similar_questions)})" if pair.similar_questions else ""
+        console.print(f"{pair.id}  Q: {pair.question}{similar}\n    A: {pair.answer}", highlight=False)
+
+
 def main() -> None:
     cli()

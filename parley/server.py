@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from parley.bus.local import LocalBus
 from parley.config import Settings
@@ -17,13 +18,28 @@ from parley.engine.apps import App, ApplicationService
 from parley.engine.engine import Engine
 from parley.engine.limits import LocalConcurrencyLimiter, LocalRateLimiter
 from parley.engine.moderation import WordListModerator
+from parley.channels.cloudbase import CloudBaseChannel
+from parley.faces.adp import cloudapi as adp_cloudapi
+from parley.faces.adp import docparse as adp_docparse
 from parley.faces.adp import sse as adp_sse
+from parley.faces.adp import storage as adp_storage
+from parley.faces.adp import ws as adp_ws
+from parley.faces.cloudbase import routes as cloudbase
 from parley.faces.console import admin
+from parley.faces.console import cloudbase_admin
+from parley.faces.console import knowledge as knowledge_admin
+from parley.faces.im.routes import routes as im_routes
+from parley.knowledge.service import KnowledgeService
+from parley.knowledge.realtime_docs import RealtimeDocuments
+from parley.messaging.runtime import open_messaging
 from parley.models.registry import ModelRegistry
 from parley.services import Services
 from parley.store.apps import AppRepository
+from parley.store.cloudbase import CloudBaseRepository
 from parley.store.conversations import ConversationRepository
 from parley.store.database import Database
+from parley.store.objects import LocalObjectStore
+from parley.store.realtime_docs import RealtimeDocRepository
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +53,25 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     models = ModelRegistry(settings)
     bus = LocalBus(retention=settings.turn_retention)
     apps = ApplicationService(AppRepository(database.engine), models.names)
+    documents = RealtimeDocuments(
+        RealtimeDocRepository(database.engine), LocalObjectStore(settings.data_dir / "objects"),
+        settings.ensure_admin_token, upload_ttl=settings.cloud_api.upload_ttl,
+        max_chars=settings.cloud_api.realtime_doc_max_chars,
+    )
+    knowledge = KnowledgeService(database.engine, settings.knowledge, settings.data_dir)
+    await knowledge.start()  # background learning; resumes documents a previous run left unfinished
     engine = Engine(
         apps, ConversationRepository(database.engine), models, bus,
-        LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files),
+        LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files), documents, knowledge,
     )
+    cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)
+    messaging = open_messaging(settings, database.engine, engine, apps)
     try:
-        yield Services(settings=settings, engine=engine, apps=apps, models=models)
+        yield Services(settings=settings, engine=engine, apps=apps, models=models, cloudbase=cloudbase_channel, knowledge=knowledge, documents=documents, messaging=messaging)
     finally:
         await engine.shutdown(settings.shutdown_grace)
+        await messaging.aclose()
+        await knowledge.aclose()
         await bus.aclose()
         await models.aclose()
         await database.close()
@@ -55,7 +82,7 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "turns_in_progress": services.engine.turns_in_progress})
 
 
-def build_app(settings: Settings, on_ready: Callable[[Services, App | None], None] | None = None) -> Starlette:
+def build_app(settings: Settings, on_ready: Callable[[Services, App | None], None] | None = None) -> ASGIApp:
     """The whole server. `on_ready` is called once the services are open (the CLI prints the demo's key)."""
 
     @asynccontextmanager
@@ -72,5 +99,9 @@ def build_app(settings: Settings, on_ready: Callable[[Services, App | None], Non
                 on_ready(services, demo)
             yield
 
-    routes = [Route("/healthz", healthz, methods=["GET"]), *adp_sse.routes, *admin.routes]
-    return Starlette(routes=routes, lifespan=lifespan)
+    routes = [Route("/healthz", healthz, methods=["GET"]), *adp_sse.routes, *admin.routes, *adp_cloudapi.routes, *cloudbase.routes, *cloudbase_admin.routes, *im_routes, *knowledge_admin.routes,
+              *adp_docparse.routes, *adp_storage.routes(settings.cloud_api.storage_bucket)]
+    http_app = Starlette(routes=routes, lifespan=lifespan)
+    # ADP's Socket.IO endpoint sits in front; every other request (and the lifespan) goes to http_app.
+    sockets = adp_ws.AdpSocketServer(lambda: http_app.state.services, settings.cloud_api.ws_allowed_origins)
+    return sockets.asgi(http_app)

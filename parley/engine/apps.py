@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from parley.knowledge.settings import KnowledgeSettings
 from parley.store.apps import AppRepository, AppRow, ReleaseRow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -60,6 +61,8 @@ class AppConfig(BaseModel):
     """The answer (reply method 4) when a question or an answer hits a sensitive word."""
     sensitive_words: list[str] = Field(default_factory=list)
     """This application's own sensitive words, checked with the global lists."""
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    """How answers draw on the knowledge base: Q&A pairs, retrieval, scoping by labels."""
 
     @field_validator("name")
     @classmethod

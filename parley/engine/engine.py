@@ -15,6 +15,7 @@ from parley.engine.events import ReplyMethod, UserEcho
 from parley.engine.limits import ConcurrencyLimiter, RateLimiter
 from parley.engine.moderation import Moderator
 from parley.engine.prompt import render_role
+from parley.engine.sources import DocumentSource, KnowledgeSource
 from parley.engine.turn import DirectReply, TurnInfo, TurnPlan, TurnRequest, TurnRunner
 from parley.ids import new_id
 from parley.models.registry import ModelRegistry
@@ -36,6 +37,8 @@ class Engine:
         limiter: ConcurrencyLimiter,
         rates: RateLimiter,
         moderator: Moderator,
+        documents: DocumentSource | None = None,
+        knowledge: KnowledgeSource | None = None,
     ) -> None:
         self.apps = apps
         self.conversations = conversations
@@ -44,6 +47,8 @@ class Engine:
         self.limiter = limiter
         self.rates = rates
         self.moderator = moderator
+        self.documents = documents
+        self.knowledge = knowledge
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._configs: dict[int, AppConfig] = {}  # parsed releases by release id; releases never change
         self._releases: dict[str, tuple[float, AppRow | None, ReleaseRow | None]] = {}
@@ -121,6 +126,14 @@ class Engine:
         ):
             raise TurnRejected(ErrorKind.RATE_LIMITED, f"a visitor may ask {app.visitor_rate_limit} questions a minute")
 
+        documents = await self._attached_documents(app_row.id, request)
+        knowledge = self.knowledge if self.knowledge is not None and app.knowledge.enabled else None
+        scope = None
+        if knowledge is not None:
+            try:
+                scope = knowledge.scope(request.custom_variables, request.visitor_labels, app.knowledge)
+            except ValueError as exc:
+                raise TurnRejected(ErrorKind.INVALID_LABEL, str(exc)) from None
         app_words = tuple(app.sensitive_words)
         question_hit = self.moderator.check(app_words, request.content)
         direct: DirectReply | None = None
@@ -195,10 +208,29 @@ class Engine:
             direct=direct,
             answer_guard=self.moderator.guard(app_words) if direct is None else None,
             thought_guard=self.moderator.guard(app_words) if direct is None else None,
+            client_history=request.history,
+            documents=documents,
+            knowledge=knowledge if direct is None else None,
+            knowledge_scope=scope,
         )
         task = asyncio.create_task(self._run(TurnRunner(plan, self.bus, self.conversations), limit_key))
         self._tasks[answer_id] = task
         return info
+
+    async def _attached_documents(self, app_id: int, request: TurnRequest) -> list[tuple[str, str]]:
+        """The parsed real-time documents a question names (file infos with a `doc_id` from
+        ADP's docParse); a bad reference refuses the turn. Other faces' file infos are kept
+        with the question only."""
+        named = [info for info in request.file_infos if info.get("doc_id")]
+        if not named:
+            return []
+        if self.documents is None:
+            raise TurnRejected(ErrorKind.BAD_REQUEST, "this server does not parse real-time documents")
+        try:
+            found = await self.documents.for_turn(app_id, request.session_id, named)
+        except ValueError as exc:
+            raise TurnRejected(ErrorKind.BAD_REQUEST, str(exc)) from None
+        return [(document.file_name, document.text) for document in found]
 
     async def _run(self, runner: TurnRunner, limit_key: str | None) -> None:
         try:
@@ -211,6 +243,10 @@ class Engine:
     def events(self, turn_id: int, offset: int = 0, idle: float | None = None) -> AsyncIterator[Any]:
         """The turn's events from `offset`; None after `idle` seconds of silence."""
         return self.bus.subscribe(turn_id, offset, idle)
+
+    def event_batches(self, turn_id: int, offset: int = 0, idle: float | None = None) -> AsyncIterator[Any]:
+        """The turn's events in lists of those already waiting; None after `idle` seconds of silence."""
+        return self.bus.subscribe_batches(turn_id, offset, idle)
 
     def stop_turn(self, turn_id: int) -> bool:
         """Stops a turn in progress; its partial answer is recorded as stopped."""
@@ -243,3 +279,22 @@ class Engine:
         if session is None:
             return []
         return await self.conversations.list_records(session.id, count, before_id)
+
+    async def rate_record(
+        self, app_id: int, record_id: int, score: int, reasons: list[str] | None = None, feedback: str = ""
+    ) -> RecordRow:
+        """Records a visitor's rating of one of the application's answers (ADP RateMsgRecord).
+
+        Raises ratings.RecordNotFound, or ratings.RatingRefused when the rules forbid it.
+        """
+        from parley.engine import ratings
+
+        record = await self.conversations.get_record(record_id)
+        if record is None or record.app_id != app_id:
+            raise ratings.RecordNotFound(record_id)
+        reasons = list(reasons or [])
+        ratings.check_rating(record, score, reasons, feedback)
+        extra = ratings.rated_extra(record, score, reasons, feedback)
+        await self.conversations.set_score(record_id, score, extra)
+        record.score, record.extra = score, extra
+        return record

@@ -13,6 +13,7 @@ class ErrorKind(str, Enum):
     SESSION_FORBIDDEN = "session_forbidden"
     CONCURRENCY_EXCEEDED = "concurrency_exceeded"
     RATE_LIMITED = "rate_limited"
+    INVALID_LABEL = "invalid_label"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     CONTENT_TOO_LONG = "content_too_long"
     ROLE_TOO_LONG = "role_too_long"

@@ -49,10 +49,22 @@ def build_messages(
     depth: int,
     context_window: int,
     reserve_for_answer: int,
+    client_history: list[tuple[str, str]] | None = None,
+    material: str = "",
 ) -> list[ChatMessage]:
-    """The chat messages for one turn, the oldest history dropped first to fit the context."""
-    pairs = history_pairs(history)[-depth:] if depth > 0 else []
+    """The chat messages for one turn, the oldest history dropped first to fit the context.
+
+    `client_history` (pairs a client sent along) stands in only when the session has no
+    answered turns of its own, so nothing is counted twice. `material` (attached documents,
+    retrieved knowledge) goes before the question and is cut to what the context leaves.
+    """
+    pairs = history_pairs(history) or list(client_history or [])
+    pairs = pairs[-depth:] if depth > 0 else []
     budget = context_window - reserve_for_answer - estimate_tokens(system_role) - estimate_tokens(question)
+    if material:
+        material = fit_text(material, max(budget // 2, budget - 1000))
+        budget -= estimate_tokens(material)
+        question = f"{material}\n\n{question}"
     kept: list[tuple[str, str]] = []
     for q, a in reversed(pairs):
         cost = estimate_tokens(q) + estimate_tokens(a)
@@ -66,3 +78,24 @@ def build_messages(
         messages.append(ChatMessage("assistant", a))
     messages.append(ChatMessage("user", question))
     return messages
+
+
+def fit_text(text: str, tokens: int) -> str:
+    """`text`, cut at the end to about `tokens` tokens (by the same estimate)."""
+    if tokens <= 0:
+        return ""
+    if estimate_tokens(text) <= tokens:
+        return text
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix that fits
+        middle = (low + high + 1) // 2
+        if estimate_tokens(text[:middle]) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
+
+
+def documents_material(documents: list[tuple[str, str]]) -> str:
+    """Attached documents as the model reads them: each file's name, then its text."""
+    return "\n\n".join(f"[Attached document: {name}]\n{text}" for name, text in documents)

@@ -30,13 +30,16 @@ from parley.engine.events import (
     Final,
     Procedure,
     Progress,
+    References,
     ReplyDelta,
     ReplyMethod,
     ThoughtDelta,
     ThoughtEnd,
 )
+from parley.engine.citations import CitationMarks
 from parley.engine.moderation import AnswerGuard, Hit
-from parley.engine.prompt import build_messages, estimate_tokens
+from parley.engine.sources import KnowledgeSource
+from parley.engine.prompt import build_messages, documents_material, estimate_tokens
 from parley.models.base import ChatModel, ModelError, Usage
 from parley.store.conversations import ConversationRepository, RecordRow
 
@@ -57,6 +60,8 @@ class TurnRequest:
     custom_variables: dict[str, str] = field(default_factory=dict)
     file_infos: list[dict[str, Any]] = field(default_factory=list)
     visitor_labels: list[dict[str, Any]] = field(default_factory=list)
+    history: list[tuple[str, str]] = field(default_factory=list)
+    """(question, answer) pairs the client sent along; used when the session has none stored."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,6 +91,8 @@ class DirectReply:
     reply_method: int
     is_evil: bool = False
     extra: dict[str, Any] | None = None
+    references: tuple[dict[str, Any], ...] = ()
+    knowledge: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(slots=True)
@@ -104,6 +111,15 @@ class TurnPlan:
     direct: DirectReply | None = None
     answer_guard: AnswerGuard | None = None
     thought_guard: AnswerGuard | None = None
+    client_history: list[tuple[str, str]] = field(default_factory=list)
+    documents: list[tuple[str, str]] = field(default_factory=list)
+    """Real-time documents attached to the question: (file name, parsed text)."""
+    knowledge: KnowledgeSource | None = None
+    knowledge_scope: Any = None
+
+    @property
+    def reply_method(self) -> int:
+        return ReplyMethod.REALTIME_DOCUMENT if self.documents else ReplyMethod.LLM
 
 
 class TurnRunner:
@@ -115,7 +131,12 @@ class TurnRunner:
         self._reasoning: list[str] = []
         self._usage: Usage | None = None
         self._hit: Hit | None = None
+        self._input_estimate = 0
         self._sent_before_hit = ""
+        self._resolution: Any = None  # what the knowledge base said, once asked
+        self._references: tuple[dict[str, Any], ...] = ()
+        self._knowledge_hits: tuple[dict[str, Any], ...] = ()
+        self._marks: CitationMarks | None = None
 
     def _elapsed(self) -> int:
         return int((time.monotonic() - self.plan.started) * 1000)
@@ -125,54 +146,94 @@ class TurnRunner:
 
     async def run(self) -> None:
         plan = self.plan
-        model_name = plan.info.model
-        if plan.direct is not None:
-            try:
-                await self._reply_directly(plan.direct)
-            finally:
-                self._bus.end(plan.info.turn_id)
-            return
-        self._emit(Progress("processing", (Procedure("large_language_model", "processing", model=model_name),), self._elapsed()))
         try:
-            await self._generate()
-        except asyncio.CancelledError:
-            await self._finish("stopped")
-        except ModelError as exc:
-            kind = ErrorKind.MODEL_TIMEOUT if exc.kind == "timeout" else ErrorKind.MODEL_FAILED
-            await self._fail(kind, exc.message)
-        except TimeoutError:
-            await self._fail(ErrorKind.MODEL_TIMEOUT, f"model {model_name} sent nothing in time")
-        except Exception as exc:  # an engine bug must still end the turn cleanly
-            log.exception("turn %s failed", plan.info.turn_id)
-            await self._fail(ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}")
-        else:
-            if self._hit is not None:
+            try:
+                direct = plan.direct or await self._consult_knowledge()
+                if direct is None:
+                    await self._generate()
+            except asyncio.CancelledError:
+                await self._finish("stopped")
+                return
+            except ModelError as exc:
+                kind = ErrorKind.MODEL_TIMEOUT if exc.kind == "timeout" else ErrorKind.MODEL_FAILED
+                await self._fail(kind, exc.message)
+                return
+            except TimeoutError:
+                await self._fail(ErrorKind.MODEL_TIMEOUT, f"model {plan.info.model} sent nothing in time")
+                return
+            except Exception as exc:  # an engine bug must still end the turn cleanly
+                log.exception("turn %s failed", plan.info.turn_id)
+                await self._fail(ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}")
+                return
+            # Outside the handlers above: a stop arriving while the answer is being recorded
+            # must not record it a second time.
+            if direct is not None:
+                await self._reply_directly(direct)
+            elif self._hit is not None:
                 await self._refuse_answer(self._hit)
             else:
                 await self._finish("success")
         finally:
             self._bus.end(plan.info.turn_id)
 
+    async def _consult_knowledge(self) -> DirectReply | None:
+        """Asks the knowledge base. A Q&A hit or "nothing, say so" settles the answer; passages
+        go to the model with instructions to cite them, announced by a reference event."""
+        plan = self.plan
+        if plan.knowledge is None:
+            return None
+        if not await plan.knowledge.has_knowledge(plan.info.app_id):
+            if plan.app.knowledge.unknown_when_nothing:
+                return DirectReply(plan.app.unknown_reply, ReplyMethod.UNKNOWN_QUESTION)
+            return None
+        self._emit(Progress("processing", (Procedure("knowledge", "processing"),), self._elapsed()))
+        resolution = self._resolution = await plan.knowledge.resolve(
+            plan.info.app_id, plan.question, plan.knowledge_scope, plan.app.knowledge
+        )
+        self._references = tuple(resolution.references())
+        self._knowledge_hits = tuple(resolution.knowledge())
+        if resolution.kind == "qa":
+            return DirectReply(resolution.qa.answer, ReplyMethod.QA_PAIR)
+        if resolution.kind == "nothing":
+            return DirectReply(plan.app.unknown_reply, ReplyMethod.UNKNOWN_QUESTION) if resolution.unknown else None
+        self._emit(References(self._references))
+        self._marks = CitationMarks(len(self._references))
+        return None
+
     async def _generate(self) -> None:
         plan = self.plan
         config = plan.model_config
         reserve = config.max_output_tokens or min(1024, config.context_window // 4)
+        system_role = plan.system_role
+        if self._resolution is not None and self._resolution.kind == "passages":
+            system_role = f"{system_role}\n\n{self._resolution.instructions()}".strip()
         messages = build_messages(
-            plan.system_role,
+            system_role,
             plan.history,
             plan.question,
             depth=plan.app.history_depth,
             context_window=config.context_window,
             reserve_for_answer=reserve,
+            client_history=plan.client_history,
+            material=documents_material(plan.documents),
         )
+        self._input_estimate = sum(estimate_tokens(m.content) for m in messages)
+        self._emit(Progress("processing", self._procedures("processing"), self._elapsed()))
         loop = asyncio.get_running_loop()
         thinking = False
         stream = plan.model.stream(messages)
         answer_guard, thought_guard = plan.answer_guard, plan.thought_guard
         try:
             async with asyncio.timeout(config.first_token_timeout) as deadline:
+                # Moving the deadline costs a timer, so it moves only after a quarter of the idle
+                # timeout (at most a second): at least three quarters of it always lie ahead.
+                move_every = min(1.0, config.idle_timeout / 4)
+                moved_at = -move_every
                 async for chunk in stream:
-                    deadline.reschedule(loop.time() + config.idle_timeout)
+                    now = loop.time()
+                    if now - moved_at >= move_every:
+                        deadline.reschedule(now + config.idle_timeout)
+                        moved_at = now
                     if chunk.reasoning:
                         thinking = True
                         if not self._think(chunk.reasoning, thought_guard):
@@ -186,29 +247,45 @@ class TurnRunner:
                             break
                     if chunk.usage is not None:
                         self._usage = chunk.usage
-                else:  # the answer ended without a hit: release what the guards held back
+                else:  # the answer ended without a hit: release what was held back
                     if thought_guard is not None and thinking:
                         self._think(thought_guard.flush(), None)
-                    if answer_guard is not None:
-                        self._say(answer_guard.flush(), None)
+                    self._say_rest(answer_guard)
         finally:
             await stream.aclose()  # reaches the upstream call at once when the turn stops
             if thinking:
                 self._emit(ThoughtEnd(self._elapsed()))
         if self._usage is None:
-            self._usage = Usage(sum(estimate_tokens(m.content) for m in messages), estimate_tokens("".join(self._text)))
+            self._usage = Usage(self._input_estimate, estimate_tokens("".join(self._text)))
 
     def _say(self, text: str, guard: AnswerGuard | None) -> bool:
-        """Sends answer text that passed the guard; False when it hit a sensitive word."""
+        """Sends answer text, citation marks taken out, that passed the guard; False when it
+        hit a sensitive word."""
+        if self._marks is not None:
+            text = self._marks.feed(text)
         if guard is not None:
             text, hit = guard.feed(text)
             if hit is not None:
                 self._hit, self._sent_before_hit = hit, "".join(self._text)
                 return False
+        self._emit_text(text)
+        return True
+
+    def _say_rest(self, guard: AnswerGuard | None) -> None:
+        """Sends what the citation marks and the guard still hold when the answer ends."""
+        rest = self._marks.flush() if self._marks is not None else ""
+        if guard is not None:
+            safe, hit = guard.feed(rest)
+            if hit is not None:
+                self._hit, self._sent_before_hit = hit, "".join(self._text)
+                return
+            rest = safe + guard.flush()
+        self._emit_text(rest)
+
+    def _emit_text(self, text: str) -> None:
         if text:
             self._text.append(text)
             self._emit(ReplyDelta(text))
-        return True
 
     def _think(self, text: str, guard: AnswerGuard | None) -> bool:
         if guard is not None:
@@ -221,14 +298,35 @@ class TurnRunner:
             self._emit(ThoughtDelta(text, self._elapsed()))
         return True
 
-    def _procedures(self, status: str) -> tuple[Procedure, ...]:
-        usage = self._usage or Usage(0, 0)
-        return (
-            Procedure(
-                "large_language_model", status, usage.input_tokens, usage.output_tokens,
-                self.plan.info.model, self._elapsed(),
-            ),
-        )
+    def _procedures(self, status: str, model_called: bool = True) -> tuple[Procedure, ...]:
+        """The turn's procedures; while the model runs, its input is the prompt's estimate."""
+        procedures: list[Procedure] = []
+        resolution = self._resolution
+        if resolution is not None:
+            procedures.append(
+                Procedure("knowledge", "success", resolution.input_tokens, resolution.output_tokens, "", resolution.elapsed_ms)
+            )
+        if self.plan.documents:
+            procedures.append(Procedure("file", "success" if status == "processing" else status))
+        if model_called:
+            usage = self._usage or Usage(self._input_estimate, 0)
+            procedures.append(
+                Procedure(
+                    "large_language_model", status, usage.input_tokens, usage.output_tokens,
+                    self.plan.info.model, self._elapsed(),
+                )
+            )
+        return tuple(procedures)
+
+    def _knowledge_extra(self, extra: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The record's `extra` with the references and quote positions the history calls show."""
+        if not self._references:
+            return extra
+        merged = dict(extra or {})
+        merged["references"] = list(self._references)
+        if self._marks is not None and self._marks.quotes:
+            merged["quote_infos"] = list(self._marks.quotes)
+        return merged
 
     def _record(self, status: str, procedures: tuple[Procedure, ...] | None = None, **fields: Any) -> RecordRow:
         plan = self.plan
@@ -238,7 +336,7 @@ class TurnRunner:
         values: dict[str, Any] = {
             "content": "".join(self._text),
             "reasoning": "".join(self._reasoning),
-            "reply_method": ReplyMethod.LLM,
+            "reply_method": plan.reply_method,
             "model": info.model,
             "is_llm_generated": True,
             **fields,
@@ -254,18 +352,26 @@ class TurnRunner:
             request_id=info.request_id,
             related_record_id=info.question_record_id,
             token_stat=token_stat_record(procedures, self._elapsed()),
-            **values,
+            **{**values, "extra": self._knowledge_extra(values.get("extra"))},
         )
 
     async def _reply_directly(self, direct: DirectReply) -> None:
-        """Records and sends an answer settled at admission; the model is not called."""
+        """Records and sends an answer settled without the model."""
+        procedures = self._procedures("success", model_called=False)
         record = self._record(
-            "success", (), content=direct.content, reasoning="", reply_method=direct.reply_method,
+            "success", procedures, content=direct.content, reasoning="", reply_method=direct.reply_method,
             model="", is_llm_generated=False, is_evil=direct.is_evil, extra=direct.extra,
         )
         await self._conversations.add_record(record)
-        self._emit(Progress("success", (), self._elapsed()))
-        self._emit(Final(direct.content, direct.reply_method, int(time.time()), False, is_evil=direct.is_evil))
+        if self._references:
+            self._emit(References(self._references))
+        self._emit(Progress("success", procedures, self._elapsed()))
+        self._emit(
+            Final(
+                direct.content, direct.reply_method, int(time.time()), False,
+                is_evil=direct.is_evil, knowledge=self._knowledge_hits,
+            )
+        )
 
     async def _refuse_answer(self, hit: Hit) -> None:
         """The answer hit a sensitive word: the model was stopped; the refusal replaces it."""
@@ -291,6 +397,8 @@ class TurnRunner:
                 timestamp=int(time.time()),
                 is_llm_generated=True,
                 status=wire_status,
+                knowledge=self._knowledge_hits,
+                quote_infos=tuple(self._marks.quotes) if self._marks is not None else (),
             )
         )
 

@@ -150,3 +150,15 @@ def test_open_streams_over_the_limit_get_460031(parley, model):
     thread.join()
     assert first["stream"].answer_replies[-1]["content"] == "held"
     assert post_chat(parley.url, body(app, "again")).names()[-1] == "reply"  # the stream was counted out
+
+
+def test_a_client_that_leaves_frees_its_stream_at_once(parley, model):
+    app = parley.create_app("guard-streams-leave", max_streams=1)
+    model.script("long story", content="word " * 200, chunk_size=5, delay=0.1)  # about 4 s
+    with httpx.stream("POST", f"{parley.url}/v1/qbot/chat/sse", json=body(app, "long story"), timeout=30) as response:
+        for line in response.iter_lines():
+            if '"is_from_self":false' in line:
+                break  # leave mid-answer
+    time.sleep(0.3)
+    # the turn is still running (it is finished and recorded regardless), but the stream is closed
+    assert post_chat(parley.url, body(app, "next")).names()[-1] == "reply"

@@ -22,6 +22,7 @@ from parley.engine.events import (
     ThoughtEnd,
     UserEcho,
 )
+from parley.engine.ratings import UNRATABLE_METHODS
 from parley.engine.turn import TurnInfo
 from parley.faces.adp.errors import code_and_message
 
@@ -181,6 +182,7 @@ class AdpRenderer:
             "timestamp": final.timestamp,
             "is_llm_generated": final.is_llm_generated,
             "is_evil": final.is_evil,
+            "can_rating": final.reply_method not in UNRATABLE_METHODS,
             "reply_method": final.reply_method,
             "knowledge": list(final.knowledge),
             "quote_infos": list(final.quote_infos),

@@ -49,20 +49,16 @@ def parse_body(body: bytes) -> dict[str, Any]:
 
 def validate_chat(data: dict[str, Any], *, app_key: str | None = None, visitor_id: str | None = None) -> ChatRequest:
     """Checks an SSE request body, or (with `app_key` and `visitor_id` from a token) a WebSocket `send`."""
-    request_id = _string(data, "request_id", 255)
-    session_id = _string(data, "session_id", 64, required=True)
+    request_id = string_field(data, "request_id", 255)
+    session_id = string_field(data, "session_id", 64, required=True)
     if not SESSION_ID.match(session_id):
         raise BadRequest("session_id must match ^[a-zA-Z0-9_-]{2,64}$")
     if app_key is None:
-        app_key = _string(data, "bot_app_key", 128, required=True)
-        if not app_key:
-            raise BadRequest("bot_app_key must not be empty")
+        app_key = string_field(data, "bot_app_key", 128, required=True, non_empty=True)
     if visitor_id is None:
-        visitor_id = _string(data, "visitor_biz_id", 64, required=True)
-        if not visitor_id:
-            raise BadRequest("visitor_biz_id must not be empty")
+        visitor_id = string_field(data, "visitor_biz_id", 64, required=True, non_empty=True)
     file_infos = _file_infos(data.get("file_infos"))
-    content = _string(data, "content", None, required=not file_infos)
+    content = string_field(data, "content", None, required=not file_infos)
     if not content and not file_infos:
         raise BadRequest("content must not be empty when no file_infos are given")
     throttle = data.get("streaming_throttle")
@@ -78,8 +74,8 @@ def validate_chat(data: dict[str, Any], *, app_key: str | None = None, visitor_i
     system_role = data.get("system_role")
     if system_role is not None and not isinstance(system_role, str):
         raise BadRequest("system_role must be a string")
-    model_name = _string(data, "model_name", 128) or None
-    _string(data, "tcadp_user_id", 255)
+    model_name = string_field(data, "model_name", 128) or None
+    string_field(data, "tcadp_user_id", 255)
     for name in ("tool_ouputs",):
         if data.get(name) is not None and not isinstance(data[name], list):
             raise BadRequest(f"{name} must be an array")
@@ -106,7 +102,10 @@ def validate_chat(data: dict[str, Any], *, app_key: str | None = None, visitor_i
     )
 
 
-def _string(data: dict[str, Any], name: str, limit: int | None, *, required: bool = False) -> str:
+def string_field(
+    data: dict[str, Any], name: str, limit: int | None, *, required: bool = False, non_empty: bool = False
+) -> str:
+    """A string field: absent is "" unless `required`; `non_empty` refuses "" as well."""
     value = data.get(name)
     if value is None:
         if required:
@@ -116,6 +115,8 @@ def _string(data: dict[str, Any], name: str, limit: int | None, *, required: boo
         raise BadRequest(f"{name} must be a string")
     if limit is not None and len(value) > limit:
         raise BadRequest(f"{name} must be at most {limit} characters")
+    if non_empty and not value:
+        raise BadRequest(f"{name} must not be empty")
     return value
 
 

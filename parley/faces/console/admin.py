@@ -85,6 +85,8 @@ def record_json(record: RecordRow) -> dict[str, Any]:
         "token_stat": record.token_stat,
         "file_infos": record.file_infos or [],
         "error_message": record.error_message,
+        "references": (record.extra or {}).get("references", []),
+        "quote_infos": (record.extra or {}).get("quote_infos", []),
         "score": record.score,
         "created_at": record.created_at,
         "finished_at": record.finished_at,
