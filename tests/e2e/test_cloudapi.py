@@ -342,3 +342,39 @@ def test_with_verification_off_any_key_and_unsigned_calls_work(unchecked_server)
                           headers={"X-TC-Action": "DescribeRobotBizIDByAppKey", "X-TC-Version": "2023-11-30"})
     assert response.json()["Response"]["BotBizId"] == app["id"]
 
+
+
+def test_knowledge_calls_manage_documents_and_pairs_and_resolve_references(server, client, model):
+    app = server.create_app("cloud-kb")
+    upload = server.admin("POST", "/admin/apps/cloud-kb/kb/documents", params={"name": "hours.txt", "wait": "1"},
+                          content=b"The shop opens at nine and closes at six, Monday to Saturday.")
+    assert upload.status_code == 201, upload.text
+    docs = call(client, "ListDoc", {"BotBizId": app["id"], "PageNumber": 1, "PageSize": 10})
+    assert docs["Total"] == "1" and docs["List"][0]["FileName"] == "hours.txt" and docs["List"][0]["Status"] == 12
+    assert call(client, "ListDoc", {"BotBizId": app["id"], "Status": [13]})["Total"] == "0"
+
+    qa = call(client, "CreateQA", {"BotBizId": app["id"], "Question": "Do you deliver?", "Answer": "Yes, within 3 days.",
+                                   "SimilarQuestions": ["Is there delivery?"]})
+    listed = call(client, "ListQA", {"BotBizId": app["id"], "PageNumber": 1, "PageSize": 10})
+    assert listed["List"][0]["QaBizId"] == qa["QaBizId"] and listed["List"][0]["SimilarQuestionNum"] == 1
+
+    # a chat turn cites the document; its reference id resolves through DescribeRefer
+    model.script("when does the shop open", content="At nine[1].")
+    stream = post_chat(server.url, {"bot_app_key": app["app_key"], "visitor_biz_id": "v", "session_id": "s-cloud-kb",
+                                    "content": "when does the shop open"})
+    reference = stream.of("reference")[0]["payload"]["references"][0]
+    refer = call(client, "DescribeRefer", {"BotBizId": app["id"], "ReferBizIds": [reference["id"], qa["QaBizId"]]})
+    assert refer["List"][0]["DocType"] == 2 and "opens at nine" in refer["List"][0]["PageContent"]
+    assert refer["List"][1]["DocType"] == 1 and refer["List"][1]["Answer"] == "Yes, within 3 days."
+    records = call(client, "GetMsgRecord", {"Type": 5, "Count": 10, "SessionId": "s-cloud-kb", "BotAppKey": app["app_key"]})
+    answer = records["Records"][-1]
+    assert answer["References"][0]["Id"] == reference["id"] and answer["QuoteInfos"][0]["Index"] == 1
+
+    call(client, "DeleteQA", {"BotBizId": app["id"], "QaBizIds": [qa["QaBizId"]]})
+    assert call(client, "ListQA", {"BotBizId": app["id"]})["Total"] == "0"
+    call(client, "DeleteDoc", {"BotBizId": app["id"], "DocBizIds": [docs["List"][0]["DocBizId"]]})
+    assert call(client, "ListDoc", {"BotBizId": app["id"]})["Total"] == "0"
+    missing = sdk_error(client, "DeleteDoc", {"BotBizId": app["id"], "DocBizIds": ["123"]})
+    assert missing.code == "ResourceNotFound"
+    bad = sdk_error(client, "DescribeRefer", {"BotBizId": app["id"], "ReferBizIds": ["not-a-number"]})
+    assert bad.code == "InvalidParameterValue"

@@ -16,6 +16,7 @@ from typing import Any
 from parley.config import ModelConfig
 from parley.engine.apps import App, AppConfig, AppError
 from parley.engine.ratings import RatingRefused, RecordNotFound
+from parley.faces.adp import cloud_knowledge
 from parley.faces.adp.cloud_params import CloudApiError, Params, invalid_value
 from parley.faces.adp.msg_records import msg_record
 from parley.knowledge.realtime_docs import DocumentError
@@ -349,4 +350,5 @@ ACTIONS: dict[str, Action] = {
     "ModifyApp": modify_app,
     "CreateRelease": create_release,
     "DescribeReleaseInfo": describe_release_info,
+    **cloud_knowledge.ACTIONS,
 }

@@ -87,6 +87,16 @@ class Params:
             raise invalid_value(name, f"must have at most {max_items} items")
         return value
 
+    def integer_list(self, name: str, *, max_items: int = 100) -> list[int]:
+        value = self._get(name, False)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise invalid_type(name, "an array of integers")
+        if len(value) > max_items:
+            raise invalid_value(name, f"must have at most {max_items} items")
+        return value
+
     def object(self, name: str, *, required: bool = False) -> "Params":
         value = self._get(name, required)
         if value is None:

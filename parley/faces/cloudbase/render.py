@@ -9,7 +9,9 @@ record id, which feedback names), `model`, `version`, `type` (`thinking` for rea
 Until the model reports its usage, `usage.completionTokens` is a running estimate of the
 text so far; the last chunk carries the usage the turn was recorded with. A failure is a
 chunk with `finish_reason: "error"` and `error: {code, message}`; `[DONE]` always ends the
-stream. Knowledge-base chunks (`type: "knowledge"`) are not rendered yet.
+stream. When the answer draws on the knowledge base, a `type: "knowledge"` chunk comes
+first, and from then on `knowledge_base` names the sources (document names, or the
+matched question of a Q&A pair).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from parley.engine.events import Failure, Final, Progress, ReplyDelta, ThoughtDelta
+from parley.engine.events import Failure, Final, Progress, References, ReplyDelta, ThoughtDelta
 from parley.faces.cloudbase.errors import turn_code, turn_message
 
 HEARTBEAT = b": heartbeat\n\n"
@@ -59,6 +61,7 @@ class ChunkRenderer:
         self._completion = TokenEstimate()
         self._reported: tuple[int, int] | None = None  # (prompt, completion) from the engine
         self._text = ""
+        self._sources: list[str] = []
 
     def render(self, event: Any) -> bytes:
         if isinstance(event, ReplyDelta):
@@ -70,12 +73,16 @@ class ChunkRenderer:
             completion = sum(p.output_tokens for p in event.procedures)
             if prompt or completion:
                 self._reported = (prompt, completion)
+            if prompt and not self._prompt_tokens:
+                self._prompt_tokens = prompt  # the prompt's estimate, constant over the stream
             return b""
+        if isinstance(event, References):
+            return self.knowledge(event.items)
         if isinstance(event, Final):
             return self.final(event.content, filtered=event.is_evil)
         if isinstance(event, Failure):
             return self.error(turn_code(event.kind), turn_message(event.kind, event.message))
-        return b""  # UserEcho (CloudBase echoes nothing), References (knowledge chunks: not yet)
+        return b""  # UserEcho: CloudBase echoes nothing
 
     def text(self, delta: str) -> bytes:
         if not delta:
@@ -83,6 +90,14 @@ class ChunkRenderer:
         self._text += delta
         self._completion.add(delta)
         return self._chunk("text", delta, "", "continue")
+
+    def knowledge(self, references: tuple[dict[str, Any], ...]) -> bytes:
+        """Announces the knowledge the answer draws on (once per turn)."""
+        if self._sources:
+            return b""
+        names = [r.get("doc_name") or r.get("name") or "" for r in references]
+        self._sources = list(dict.fromkeys(n for n in names if n))
+        return self._chunk("knowledge", "", "", "continue")
 
     def thinking(self, delta: str) -> bytes:
         if not delta:
@@ -126,7 +141,7 @@ class ChunkRenderer:
                 "reasoning_content": reasoning,
                 "finish_reason": finish,
                 "usage": self._usage(final),
-                "knowledge_base": [],
+                "knowledge_base": self._sources,
                 **extra,
             }
         )

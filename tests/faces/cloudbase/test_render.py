@@ -108,3 +108,27 @@ async def test_closing_the_stream_stops_its_source():
     assert await anext(stream) == b"data: 1\n\n"
     await stream.aclose()
     assert closed.is_set()
+
+
+def test_knowledge_comes_first_and_names_its_sources_from_then_on():
+    from parley.engine.events import References
+
+    renderer = ChunkRenderer("42", "m", "v1", 1700000000)
+    refs = (
+        {"id": "1", "type": 2, "doc_name": "wifi.txt", "name": "wifi"},
+        {"id": "2", "type": 2, "doc_name": "wifi.txt", "name": "wifi"},
+        {"id": "3", "type": 1, "doc_name": "", "name": "How do I contact support?"},
+    )
+    out = b"".join(
+        renderer.render(e)
+        for e in [
+            Progress("processing", (Procedure("large_language_model", "processing", 30, 0, "m"),), 1),
+            References(refs),
+            ReplyDelta("Hi"),
+            Final("Hi", 1, 1700000001, True),
+        ]
+    )
+    got = chunks(out)
+    assert [c["type"] for c in got] == ["knowledge", "text", "text"]
+    assert all(c["knowledge_base"] == ["wifi.txt", "How do I contact support?"] for c in got)
+    assert got[1]["usage"]["promptTokens"] == 30  # the prompt's estimate, before the model reports
