@@ -85,8 +85,15 @@ def test_usearch_and_exact_indexes_agree_on_a_small_set():
     exact, approximate = ExactIndex(32), USearchIndex(32)
     exact.add(keys, vectors)
     approximate.add(keys, vectors)
-    for query in vectors[:20]:
-        assert set(exact.search(query, 5)[0]) == set(approximate.search(query, 5)[0])
+    # HNSW is approximate (and random unclustered vectors are its hardest case): each indexed
+    # vector must find itself first, and recall@5 against exact search must stay high.
+    # Measured over repeated builds: recall@5 0.976-1.0, 48-50 of 50 finding themselves first.
+    found = selves = 0
+    for key, query in zip(keys[:50], vectors[:50]):
+        approx_keys = approximate.search(query, 5)[0].tolist()
+        selves += approx_keys[0] == key
+        found += len(set(exact.search(query, 5)[0].tolist()) & set(approx_keys))
+    assert selves >= 45 and found / (50 * 5) >= 0.9
     approximate.remove([int(keys[0])])
     assert int(keys[0]) not in approximate.search(vectors[0], 5)[0].tolist()
 
