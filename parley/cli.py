@@ -377,6 +377,17 @@ def _kb_files(paths: list[Path]) -> list[tuple[Path, str]]:
     return found
 
 
+def _label_options(options: list[str] | None) -> dict[str, list[str]]:
+    """`--label attribute=value` options as labels; a malformed one exits with status 2."""
+    from parley.knowledge.labels import ScopeError, parse_label_options
+
+    try:
+        return parse_label_options(options or [])
+    except ScopeError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
 @kb_cli.command("add")
 def kb_add(
     application: str = typer.Argument(..., metavar="APP", help="Application name."),
@@ -389,13 +400,7 @@ def kb_add(
     """Add or update documents and learn them now. Interrupted, run it again: it resumes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from parley.knowledge.labels import ScopeError, parse_label_options
-
-    try:
-        labels = parse_label_options(label or [])
-    except ScopeError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+    labels = _label_options(label)
     files = _kb_files(paths)
     failed = 0
 
@@ -498,13 +503,7 @@ def kb_qa_add(
     data_dir: Optional[Path] = DataDirOpt,
 ) -> None:
     """Add a Q&A pair."""
-    from parley.knowledge.labels import ScopeError, parse_label_options
-
-    try:
-        labels = parse_label_options(label or [])
-    except ScopeError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+    labels = _label_options(label)
     pair = _kb(config, data_dir, application, lambda s, app_id: s.add_qa(app_id, question, answer, similar or [], labels))
     console.print(f"added Q&A pair {pair.id}")
 

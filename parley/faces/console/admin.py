@@ -21,12 +21,12 @@ from parley.store.conversations import RecordRow
 Handler = Callable[[Request, Services], Awaitable[Response]]
 
 
-def _json(data: Any, status: int = 200) -> Response:
+def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    return _json({"error": {"code": code, "message": message}}, status)
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
 
 
 def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -35,22 +35,23 @@ def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         supplied = request.headers.get("authorization", "")
         expected = "Bearer " + services.settings.ensure_admin_token()
         if not hmac.compare_digest(supplied.encode(), expected.encode()):
-            return _error(401, "unauthorized", "a valid admin token is required (Authorization: Bearer TOKEN)")
+            return error_response(401, "unauthorized", "a valid admin token is required (Authorization: Bearer TOKEN)")
         try:
             return await handler(request, services)
         except AppError as exc:
-            return _error(400, "invalid_application", str(exc))
+            return error_response(400, "invalid_application", str(exc))
 
     return endpoint
 
 
-async def _body(request: Request) -> dict[str, Any] | Response:
+async def json_body(request: Request) -> dict[str, Any] | Response:
+    """The body as a JSON object, or the error response to return (the console's error shape)."""
     try:
         data = orjson.loads(await request.body() or b"{}")
     except orjson.JSONDecodeError:
-        return _error(400, "bad_json", "the body is not valid JSON")
+        return error_response(400, "bad_json", "the body is not valid JSON")
     if not isinstance(data, dict):
-        return _error(400, "bad_json", "the body must be a JSON object")
+        return error_response(400, "bad_json", "the body must be a JSON object")
     return data
 
 
@@ -95,7 +96,7 @@ def record_json(record: RecordRow) -> dict[str, Any]:
 
 async def list_models(request: Request, services: Services) -> Response:
     default = services.models.default_name
-    return _json(
+    return json_response(
         [
             {
                 "name": c.name,
@@ -114,29 +115,29 @@ async def list_models(request: Request, services: Services) -> Response:
 
 
 async def list_apps(request: Request, services: Services) -> Response:
-    return _json([app_json(a) for a in await services.apps.list()])
+    return json_response([app_json(a) for a in await services.apps.list()])
 
 
 async def apply_app(request: Request, services: Services) -> Response:
-    data = await _body(request)
+    data = await json_body(request)
     if isinstance(data, Response):
         return data
     name = request.path_params.get("name")
     if name is not None:
         data.setdefault("name", name)
         if data["name"] != name:
-            return _error(400, "invalid_application", "the name in the body differs from the one in the path")
+            return error_response(400, "invalid_application", "the name in the body differs from the one in the path")
     app, created = await services.apps.apply(data)
     if request.query_params.get("publish") in ("1", "true", "yes"):
         app = await services.apps.publish(app.name)
-    return _json(app_json(app), 201 if created else 200)
+    return json_response(app_json(app), 201 if created else 200)
 
 
 async def get_app(request: Request, services: Services) -> Response:
     app = await services.apps.get(request.path_params["name"])
     if app is None:
-        return _error(404, "not_found", f"no application named {request.path_params['name']!r}")
-    return _json(app_json(app))
+        return error_response(404, "not_found", f"no application named {request.path_params['name']!r}")
+    return json_response(app_json(app))
 
 
 async def delete_app(request: Request, services: Services) -> Response:
@@ -145,45 +146,45 @@ async def delete_app(request: Request, services: Services) -> Response:
 
 
 async def publish_app(request: Request, services: Services) -> Response:
-    data = await _body(request)
+    data = await json_body(request)
     if isinstance(data, Response):
         return data
     description = data.get("description", "")
     if not isinstance(description, str):
-        return _error(400, "bad_request", "description must be a string")
+        return error_response(400, "bad_request", "description must be a string")
     app = await services.apps.publish(request.path_params["name"], description)
-    return _json(app_json(app))
+    return json_response(app_json(app))
 
 
 async def session_records(request: Request, services: Services) -> Response:
     app = await services.apps.get(request.path_params["name"])
     if app is None:
-        return _error(404, "not_found", f"no application named {request.path_params['name']!r}")
+        return error_response(404, "not_found", f"no application named {request.path_params['name']!r}")
     try:
         count = int(request.query_params.get("count", "100"))
         before = request.query_params.get("before")
         before_id = int(before) if before else None
     except ValueError:
-        return _error(400, "bad_request", "count and before must be integers")
+        return error_response(400, "bad_request", "count and before must be integers")
     if not 1 <= count <= 1000:
-        return _error(400, "bad_request", "count must be between 1 and 1000")
+        return error_response(400, "bad_request", "count must be between 1 and 1000")
     records = await services.engine.session_records(app.id, request.path_params["session_id"], count, before_id)
-    return _json([record_json(r) for r in records])
+    return json_response([record_json(r) for r in records])
 
 
 async def get_words(request: Request, services: Services) -> Response:
-    return _json({"words": services.engine.moderator.global_words()})
+    return json_response({"words": services.engine.moderator.global_words()})
 
 
 async def put_words(request: Request, services: Services) -> Response:
-    data = await _body(request)
+    data = await json_body(request)
     if isinstance(data, Response):
         return data
     words = data.get("words")
     if not isinstance(words, list) or not all(isinstance(w, str) and "\n" not in w for w in words):
-        return _error(400, "bad_request", "words must be a list of one-line strings")
+        return error_response(400, "bad_request", "words must be a list of one-line strings")
     services.engine.moderator.replace_global_words(words)
-    return _json({"words": services.engine.moderator.global_words()})
+    return json_response({"words": services.engine.moderator.global_words()})
 
 
 routes = [

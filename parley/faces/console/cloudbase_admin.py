@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.channels.cloudbase import Bot, KeyKind, OperatorError
-from parley.faces.console.admin import _body, _error, _json, guarded
+from parley.faces.console.admin import error_response, guarded, json_body, json_response
 from parley.services import Services
 from parley.store.cloudbase import KeyRow
 
@@ -54,7 +54,7 @@ def key_json(key: KeyRow) -> dict[str, Any]:
 
 
 async def publish_bot(request: Request, services: Services) -> Response:
-    data = await _body(request)
+    data = await json_body(request)
     if isinstance(data, Response):
         return data
     options: dict[str, Any] = {}
@@ -64,54 +64,54 @@ async def publish_bot(request: Request, services: Services) -> Response:
             continue
         expected = str if name in ("bot_id", "background") else bool
         if not isinstance(value, expected):
-            return _error(400, "bad_request", f"{wire} must be a {'string' if expected is str else 'boolean'}")
+            return error_response(400, "bad_request", f"{wire} must be a {'string' if expected is str else 'boolean'}")
         options[name] = value
     try:
         bot = await services.cloudbase.publish_bot(request.path_params["name"], **options)
     except OperatorError as exc:
-        return _error(400, "invalid_bot", str(exc))
-    return _json(bot_json(bot))
+        return error_response(400, "invalid_bot", str(exc))
+    return json_response(bot_json(bot))
 
 
 async def get_bot(request: Request, services: Services) -> Response:
     bot = await services.cloudbase.bot_of_app(request.path_params["name"])
     if bot is None:
-        return _error(404, "not_found", f"{request.path_params['name']!r} is not published as a CloudBase bot")
-    return _json(bot_json(bot))
+        return error_response(404, "not_found", f"{request.path_params['name']!r} is not published as a CloudBase bot")
+    return json_response(bot_json(bot))
 
 
 async def create_key(request: Request, services: Services) -> Response:
-    data = await _body(request)
+    data = await json_body(request)
     if isinstance(data, Response):
         return data
     kind, name = data.get("kind", "api"), data.get("name", "")
     if kind not in ("api", "publishable"):
-        return _error(400, "bad_request", 'kind must be "api" or "publishable"')
+        return error_response(400, "bad_request", 'kind must be "api" or "publishable"')
     if not isinstance(name, str):
-        return _error(400, "bad_request", "name must be a string")
+        return error_response(400, "bad_request", "name must be a string")
     try:
         issued = await services.cloudbase.issue_key(request.path_params["name"], KeyKind(kind), name)
     except OperatorError as exc:
-        return _error(400, "invalid_key", str(exc))
+        return error_response(400, "invalid_key", str(exc))
     bot = await services.cloudbase.bot_of_app(request.path_params["name"])
-    return _json({**key_json(issued.row), "key": issued.secret, "botId": bot.bot_id if bot else None}, 201)
+    return json_response({**key_json(issued.row), "key": issued.secret, "botId": bot.bot_id if bot else None}, 201)
 
 
 async def list_keys(request: Request, services: Services) -> Response:
     try:
         keys = await services.cloudbase.list_keys(request.path_params["name"])
     except OperatorError as exc:
-        return _error(404, "not_found", str(exc))
-    return _json([key_json(k) for k in keys])
+        return error_response(404, "not_found", str(exc))
+    return json_response([key_json(k) for k in keys])
 
 
 async def revoke_key(request: Request, services: Services) -> Response:
     try:
         key_id = int(request.path_params["key_id"])
     except ValueError:
-        return _error(400, "bad_request", "a key id is an integer")
+        return error_response(400, "bad_request", "a key id is an integer")
     if not await services.cloudbase.revoke_key(key_id):
-        return _error(404, "not_found", f"no active key {key_id}")
+        return error_response(404, "not_found", f"no active key {key_id}")
     return Response(status_code=204)
 
 

@@ -20,27 +20,18 @@ Errors are `{"error": {"code", "message"}}` as elsewhere in the admin API.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.engine.apps import App
-from parley.faces.console.admin import guarded
+from parley.faces.console.admin import error_response, guarded, json_body, json_response
 from parley.knowledge.labels import ScopeError
 from parley.knowledge.service import KnowledgeError, KnowledgeService
-from parley.knowledge.settings import KnowledgeSettings
 from parley.services import Services
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
-def _error(status: int, code: str, message: str) -> Response:
-    return _json({"error": {"code": code, "message": message}}, status)
 
 
 def document_json(document: Any) -> dict[str, Any]:
@@ -75,14 +66,22 @@ def qa_json(pair: Any) -> dict[str, Any]:
     }
 
 
-async def _context(request: Request, services: Services) -> tuple[App, KnowledgeService] | Response:
-    knowledge = services.knowledge
-    if knowledge is None:
-        return _error(503, "knowledge_unavailable", "the knowledge base is not enabled on this server")
-    app = await services.apps.get(request.path_params["name"])
-    if app is None:
-        return _error(404, "not_found", f"no application named {request.path_params['name']!r}")
-    return app, knowledge
+KnowledgeHandler = Callable[[Request, App, KnowledgeService], Awaitable[Response]]
+
+
+def with_knowledge(handler: KnowledgeHandler) -> Callable[[Request, Services], Awaitable[Response]]:
+    """Resolves the path's application and the knowledge service once for every handler."""
+
+    async def resolved(request: Request, services: Services) -> Response:
+        knowledge = services.knowledge
+        if knowledge is None:
+            return error_response(503, "knowledge_unavailable", "the knowledge base is not enabled on this server")
+        app = await services.apps.get(request.path_params["name"])
+        if app is None:
+            return error_response(404, "not_found", f"no application named {request.path_params['name']!r}")
+        return await handler(request, app, knowledge)
+
+    return resolved
 
 
 def _id(request: Request, key: str) -> int | None:
@@ -90,91 +89,58 @@ def _id(request: Request, key: str) -> int | None:
     return int(raw) if raw.isdigit() and len(raw) <= 20 else None
 
 
-async def _object(request: Request) -> dict[str, Any] | Response:
-    try:
-        data = orjson.loads(await request.body() or b"{}")
-    except orjson.JSONDecodeError:
-        return _error(400, "bad_json", "the body is not valid JSON")
-    if not isinstance(data, dict):
-        return _error(400, "bad_json", "the body must be a JSON object")
-    return data
-
-
-def _app_settings(app: App) -> KnowledgeSettings:
-    """The application's knowledge settings, once AppConfig has a `knowledge` field."""
-    value = getattr(app.draft, "knowledge", None)
-    if isinstance(value, KnowledgeSettings):
-        return value
-    return KnowledgeSettings.model_validate(value or {})
-
-
-async def add_document(request: Request, services: Services) -> Response:
-    found = await _context(request, services)
-    if isinstance(found, Response):
-        return found
-    app, knowledge = found
+@with_knowledge
+async def add_document(request: Request, app: App, knowledge: KnowledgeService) -> Response:
     name = request.query_params.get("name", "")
     if not name:
-        return _error(400, "bad_request", "the document's file name is required: ?name=FILE")
+        return error_response(400, "bad_request", "the document's file name is required: ?name=FILE")
     labels: dict[str, str] = {}
     for option in request.query_params.getlist("label"):
         attribute, sep, values = option.partition("=")
         if not sep:
-            return _error(400, "invalid_label", f"label {option!r}: expected ATTRIBUTE=VALUE[|VALUE...]")
+            return error_response(400, "invalid_label", f"label {option!r}: expected ATTRIBUTE=VALUE[|VALUE...]")
         labels[attribute] = (labels.get(attribute, "") + "|" + values).strip("|")
     data = await request.body()
     if not data:
-        return _error(400, "bad_request", "the request body (the file's bytes) is empty")
+        return error_response(400, "bad_request", "the request body (the file's bytes) is empty")
     wait = request.query_params.get("wait") in ("1", "true", "yes")
     try:
         registered = await knowledge.add_document(
             app.id, name, data, labels=labels, url=request.query_params.get("url", ""), background=not wait
         )
     except KnowledgeError as exc:
-        return _error(400, "invalid_document", str(exc))
+        return error_response(400, "invalid_document", str(exc))
     document = registered.document
     if wait and registered.action != "unchanged":
         document = await knowledge.learn(document.id) or document
-    return _json({"action": registered.action, "document": document_json(document)}, 201 if registered.action == "created" else 200)
+    return json_response({"action": registered.action, "document": document_json(document)}, 201 if registered.action == "created" else 200)
 
 
-async def list_documents(request: Request, services: Services) -> Response:
-    found = await _context(request, services)
-    if isinstance(found, Response):
-        return found
-    app, knowledge = found
-    return _json([document_json(d) for d in await knowledge.list_documents(app.id)])
+@with_knowledge
+async def list_documents(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    return json_response([document_json(d) for d in await knowledge.list_documents(app.id)])
 
 
-async def get_document(request: Request, services: Services) -> Response:
-    found = await _context(request, services)
-    if isinstance(found, Response):
-        return found
-    app, knowledge = found
+@with_knowledge
+async def get_document(request: Request, app: App, knowledge: KnowledgeService) -> Response:
     doc_id = _id(request, "doc_id")
     document = await knowledge.get_document(app.id, doc_id) if doc_id is not None else None
     if document is None:
-        return _error(404, "not_found", f"no document {request.path_params['doc_id']!r} in {app.name!r}")
-    return _json(document_json(document))
+        return error_response(404, "not_found", f"no document {request.path_params['doc_id']!r} in {app.name!r}")
+    return json_response(document_json(document))
 
 
-async def delete_document(request: Request, services: Services) -> Response:
-    found = await _context(request, services)
-    if isinstance(found, Response):
-        return found
-    app, knowledge = found
+@with_knowledge
+async def delete_document(request: Request, app: App, knowledge: KnowledgeService) -> Response:
     doc_id = _id(request, "doc_id")
     if doc_id is None or not await knowledge.delete_document(app.id, doc_id):
-        return _error(404, "not_found", f"no document {request.path_params['doc_id']!r} in {app.name!r}")
+        return error_response(404, "not_found", f"no document {request.path_params['doc_id']!r} in {app.name!r}")
     return Response(status_code=204)
 
 
-async def add_qa(request: Request, services: Services) -> Response:
-    found = await _context(request, services)
-    if isinstance(found, Response):
-        return found
-    app, knowledge = found
-    data = await _object(request)
+@with_knowledge
+async def add_qa(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    data = await json_body(request)
     if isinstance(data, Response):
         return data
     try:
@@ -182,89 +148,71 @@ async def add_qa(request: Request, services: Services) -> Response:
             app.id, data.get("question"), data.get("answer"), data.get("similar_questions"), data.get("labels")
         )
     except KnowledgeError as exc:
-        return _error(400, "invalid_qa", str(exc))
-    return _json(qa_json(pair), 201)
+        return error_response(400, "invalid_qa", str(exc))
+    return json_response(qa_json(pair), 201)
 
 
-async def import_qa(request: Request, services: Services) -> Response:
-    found = await _context(request, services)
-    if isinstance(found, Response):
-        return found
-    app, knowledge = found
+@with_knowledge
+async def import_qa(request: Request, app: App, knowledge: KnowledgeService) -> Response:
     name = request.query_params.get("name", "")
     try:
         ids = await knowledge.import_qa(app.id, name, await request.body())
     except KnowledgeError as exc:
-        return _error(400, "invalid_qa", str(exc))
-    return _json({"imported": len(ids), "qa_biz_ids": [str(i) for i in ids]}, 201)
+        return error_response(400, "invalid_qa", str(exc))
+    return json_response({"imported": len(ids), "qa_biz_ids": [str(i) for i in ids]}, 201)
 
 
-async def list_qa(request: Request, services: Services) -> Response:
-    found = await _context(request, services)
-    if isinstance(found, Response):
-        return found
-    app, knowledge = found
-    return _json([qa_json(p) for p in await knowledge.list_qa(app.id)])
+@with_knowledge
+async def list_qa(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    return json_response([qa_json(p) for p in await knowledge.list_qa(app.id)])
 
 
-async def delete_qa(request: Request, services: Services) -> Response:
-    found = await _context(request, services)
-    if isinstance(found, Response):
-        return found
-    app, knowledge = found
+@with_knowledge
+async def delete_qa(request: Request, app: App, knowledge: KnowledgeService) -> Response:
     qa_id = _id(request, "qa_id")
     if qa_id is None or not await knowledge.delete_qa(app.id, qa_id):
-        return _error(404, "not_found", f"no Q&A pair {request.path_params['qa_id']!r} in {app.name!r}")
+        return error_response(404, "not_found", f"no Q&A pair {request.path_params['qa_id']!r} in {app.name!r}")
     return Response(status_code=204)
 
 
-async def attributes(request: Request, services: Services) -> Response:
-    found = await _context(request, services)
-    if isinstance(found, Response):
-        return found
-    app, knowledge = found
-    return _json(await knowledge.attributes(app.id))
+@with_knowledge
+async def attributes(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    return json_response(await knowledge.attributes(app.id))
 
 
-async def refer(request: Request, services: Services) -> Response:
-    found = await _context(request, services)
-    if isinstance(found, Response):
-        return found
-    app, knowledge = found
-    data = await _object(request)
+@with_knowledge
+async def refer(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    data = await json_body(request)
     if isinstance(data, Response):
         return data
     ids = data.get("ids")
     if not isinstance(ids, list) or len(ids) > 100:
-        return _error(400, "bad_request", "ids must be a list of at most 100 reference ids")
+        return error_response(400, "bad_request", "ids must be a list of at most 100 reference ids")
     try:
         details = await knowledge.describe_refer(app.id, ids)
     except KnowledgeError as exc:
-        return _error(400, "bad_request", str(exc))
-    return _json([d.as_json() for d in details])
+        return error_response(400, "bad_request", str(exc))
+    return json_response([d.as_json() for d in details])
 
 
-async def search(request: Request, services: Services) -> Response:
-    found = await _context(request, services)
-    if isinstance(found, Response):
-        return found
-    app, knowledge = found
-    data = await _object(request)
+@with_knowledge
+async def search(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    data = await json_body(request)
     if isinstance(data, Response):
         return data
     question = data.get("question")
     variables = data.get("custom_variables") or {}
     if not isinstance(question, str) or not question.strip():
-        return _error(400, "bad_request", "question must be a non-empty string")
+        return error_response(400, "bad_request", "question must be a non-empty string")
     if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
-        return _error(400, "bad_request", "custom_variables must be an object of strings")
-    settings = _app_settings(app)
+        return error_response(400, "bad_request", "custom_variables must be an object of strings")
+    settings = app.draft.knowledge
     try:
         scope = knowledge.scope(variables, data.get("visitor_labels"), settings)
     except ScopeError as exc:
-        return _error(400, "invalid_label", str(exc))
+        return error_response(400, "invalid_label", str(exc))
     resolution = await knowledge.resolve(app.id, question, scope, settings)
-    return _json(
+    return json_response(
         {
             "kind": resolution.kind,
             "unknown": resolution.unknown,
