@@ -84,6 +84,29 @@ def check_pair(question: object, answer: object, similar: object = None, labels:
     return PairInput(question.strip(), answer.strip(), [s for s in cleaned if s != question.strip()], parsed)
 
 
+@dataclass(frozen=True, slots=True)
+class SimilarEdit:
+    """Changes to a pair's similar questions (the cloud API's SimilarQuestionModify), by
+    question id (SimBizId) or, for deletions, by text as well."""
+
+    add: Sequence[str] = ()
+    update: Mapping[int, str] = field(default_factory=dict)
+    delete: Sequence[int | str] = ()
+
+    def apply(self, current: Sequence[tuple[int, str]]) -> list[str]:
+        """The similar questions after the edit; raises QAError for an id the pair does not have."""
+        ids = {question_id for question_id, _ in current}
+        unknown = [i for i in [*self.update, *self.delete] if isinstance(i, int) and i not in ids]
+        if unknown:
+            raise QAError(f"the pair has no similar question {unknown[0]}")
+        kept = [
+            self.update.get(question_id, text)
+            for question_id, text in current
+            if question_id not in self.delete and text not in self.delete
+        ]
+        return [*kept, *self.add]
+
+
 class QAMatcher:
     def __init__(self, repository: KnowledgeRepository, embedder: Embedder) -> None:
         self._repo = repository
@@ -95,6 +118,14 @@ class QAMatcher:
         vectors = await asyncio.to_thread(self._embedder.embed_queries, texts)
         return await self._repo.add_qa(
             app_id, pair.question, pair.answer, [(t, pack(v)) for t, v in zip(texts, vectors)], pair.labels
+        )
+
+    async def replace(self, app_id: int, qa_id: int, pair: PairInput) -> bool:
+        """Changes pair `qa_id` in place, re-embedding its questions; False if it does not exist."""
+        texts = [pair.question, *pair.similar]
+        vectors = await asyncio.to_thread(self._embedder.embed_queries, texts)
+        return await self._repo.update_qa(
+            app_id, qa_id, pair.question, pair.answer, [(t, pack(v)) for t, v in zip(texts, vectors)], pair.labels
         )
 
     async def _questions(self, app_id: int) -> _Questions:

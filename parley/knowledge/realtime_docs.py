@@ -5,7 +5,8 @@ get a `doc_id`) -> chat with `file_infos: [{doc_id, ...}]`. Parley serves the up
 itself. An upload grant is a capability in the object key: the key carries the
 application, an expiry and an HMAC of both, so a write is accepted only under a key
 Parley handed out and only until it expires, with no state to keep. Reading a document
-back goes by its unguessable key.
+back goes by its unguessable key. The same grants (kind `offline`) serve files uploaded for
+the knowledge base, which SaveDoc then hands to the knowledge service (`uploaded`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from parley.store.objects import ObjectError, ObjectStore, clean_key
 from parley.store.realtime_docs import RealtimeDocRepository, RealtimeDocRow
 
 _KEY = re.compile(
-    r"^(?P<visibility>public|private)/realtime/(?P<app>\d{1,20})/(?P<expires>\d{1,12})/(?P<sig>[0-9a-f]{32})/"
+    r"^(?P<visibility>public|private)/(?P<kind>realtime|offline)/(?P<app>\d{1,20})/(?P<expires>\d{1,12})/(?P<sig>[0-9a-f]{32})/"
     r"(?P<name>[0-9a-f]{32}(?:\.[A-Za-z0-9]{1,16})?)$"
 )
 FILE_TYPE = re.compile(r"^[A-Za-z0-9]{1,16}$")
@@ -69,18 +70,23 @@ class RealtimeDocuments:
         self.upload_ttl = upload_ttl
         self.max_chars = max_chars
 
-    def _sign(self, app_id: int, expires: int, name: str) -> str:
+    def _sign(self, app_id: int, expires: int, name: str, kind: str = "realtime") -> str:
         key = hashlib.sha256(("parley-upload:" + self._secret()).encode()).digest()
-        return hmac.new(key, f"{app_id}/{expires}/{name}".encode(), hashlib.sha256).hexdigest()[:32]
+        scoped = f"{app_id}/{expires}/{name}" if kind == "realtime" else f"{kind}/{app_id}/{expires}/{name}"
+        return hmac.new(key, scoped.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def grant_upload(self, app_id: int, file_type: str, public: bool = True) -> UploadGrant:
+    def grant_upload(self, app_id: int, file_type: str, public: bool = True, kind: str = "realtime") -> UploadGrant:
+        """Where to upload a file: `realtime` for a chat (docParse), `offline` for the
+        knowledge base (SaveDoc)."""
+        if kind not in ("realtime", "offline"):
+            raise DocumentError("the storage type must be realtime or offline")
         if not FILE_TYPE.match(file_type):
             raise DocumentError("FileType must be a file extension of 1-16 letters or digits")
         now = int(time.time())
         expires = now + int(self.upload_ttl)
         name = f"{secrets.token_hex(16)}.{file_type.lower()}"
         visibility = "public" if public else "private"
-        key = f"{visibility}/realtime/{app_id}/{expires}/{self._sign(app_id, expires, name)}/{name}"
+        key = f"{visibility}/{kind}/{app_id}/{expires}/{self._sign(app_id, expires, name, kind)}/{name}"
         return UploadGrant(key, now, expires)
 
     def granted_app(self, key: str, *, for_writing: bool) -> int:
@@ -89,11 +95,26 @@ class RealtimeDocuments:
         if match is None:
             raise ObjectError("AccessDenied", "this key was not issued by DescribeStorageCredential")
         app_id, expires = int(match["app"]), int(match["expires"])
-        if not hmac.compare_digest(self._sign(app_id, expires, match["name"]), match["sig"]):
+        if not hmac.compare_digest(self._sign(app_id, expires, match["name"], match["kind"]), match["sig"]):
             raise ObjectError("AccessDenied", "this key was not issued by DescribeStorageCredential")
         if for_writing and expires < time.time():
             raise ObjectError("AccessDenied", "the upload grant has expired")
         return app_id
+
+    async def uploaded(self, app_id: int, key: str) -> bytes:
+        """The bytes uploaded under a key granted to this application (SaveDoc).
+
+        Raises DocumentError when the key was not granted to it or nothing was uploaded.
+        """
+        try:
+            if self.granted_app(key, for_writing=False) != app_id:
+                raise DocumentError("the file was uploaded for another application")
+            data = await self.objects.get(key)
+        except ObjectError as exc:
+            raise DocumentError(exc.message) from None
+        if data is None:
+            raise DocumentError("nothing has been uploaded at this path")
+        return data
 
     async def parse(
         self, app_id: int, session_id: str, key: str, file_name: str, file_type: str, file_url: str

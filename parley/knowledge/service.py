@@ -27,15 +27,31 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.config import KnowledgeServerSettings
 from parley.engine.prompt import estimate_tokens
+from parley.ids import new_id
+from parley.knowledge.attributes import (
+    AttributeEntity,
+    LabelError,
+    LabelInput,
+    LabelNotFound,
+    LabelRef,
+    attribute_key,
+    check_attribute_name,
+    check_label_input,
+    check_label_set,
+    expand_scope,
+    resolve_refs,
+    synonyms,
+)
 from parley.knowledge.index import USearchIndex
 from parley.knowledge.ingest import Ingestor, IngestError, Progress, Registered
 from parley.knowledge.labels import EVERYTHING, Scope, ScopeError, parse_labels, parse_scope
-from parley.knowledge.qa import PairInput, QAMatch, QAMatcher, check_pair, table_pairs
+from parley.knowledge.qa import PairInput, QAMatch, QAMatcher, SimilarEdit, check_pair, table_pairs
 from parley.knowledge.search import HybridSearcher
 from parley.knowledge.settings import KnowledgeSettings
 from parley.knowledge.vectors import AppVectorIndexes
 from parley.models.embedders import Embedder, build_embedder
 from parley.store.knowledge import DocumentRow, KnowledgeRepository, QARow, SegmentRow
+from parley.store.knowledge_labels import AttributeRepository
 
 QA_TYPE, SEGMENT_TYPE = 1, 2
 CANDIDATES = 40
@@ -209,6 +225,8 @@ class KnowledgeService:
         self.settings = settings
         self.embedder = embedder or build_embedder(settings.embedder)
         self.repository = KnowledgeRepository(engine)
+        self.attribute_repository = AttributeRepository(engine)
+        self._synonyms: dict[int, tuple[float, dict[str, dict[str, set[str]]]]] = {}  # app id -> (valid until, table)
         root = data_dir / "knowledge"
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.embedder.name)
         self.vectors = AppVectorIndexes(
@@ -317,6 +335,21 @@ class KnowledgeService:
     async def attributes(self, app_id: int) -> dict[str, list[str]]:
         return await self.repository.attributes(app_id)
 
+    async def modify_document(
+        self, app_id: int, doc_id: int, labels: Any = None, url: str | None = None
+    ) -> DocumentRow | None:
+        """Changes a document's labels (and reference url) without relearning it; None if it
+        does not exist. Raises KnowledgeError for malformed labels or url."""
+        if url is not None and (not isinstance(url, str) or len(url) > 2048):
+            raise KnowledgeError("url must be a string of at most 2048 characters")
+        try:
+            parsed = parse_labels(labels)
+        except ScopeError as exc:
+            raise KnowledgeError(str(exc)) from exc
+        document = await self.repository.update_document_labels(app_id, doc_id, parsed, url)
+        self._changed(app_id)
+        return document
+
     # --- Q&A pairs -------------------------------------------------------------------------
 
     async def add_qa(
@@ -342,6 +375,134 @@ class KnowledgeService:
 
     async def list_qa(self, app_id: int) -> list[QARow]:
         return await self.repository.list_qa(app_id)
+
+    async def get_qa(self, app_id: int, qa_id: int) -> QARow | None:
+        found = await self.repository.list_qa(app_id, [qa_id])
+        return found[0] if found else None
+
+    async def similar_questions(self, app_id: int, qa_id: int) -> list[tuple[int, str]]:
+        """(question id, text) of a pair's similar questions: the ids SimilarEdit names."""
+        if await self.get_qa(app_id, qa_id) is None:
+            return []
+        return await self.repository.qa_question_ids(qa_id)
+
+    async def modify_qa(
+        self,
+        app_id: int,
+        qa_id: int,
+        *,
+        question: Any = None,
+        answer: Any = None,
+        similar_questions: Any = None,
+        similar_edit: SimilarEdit | None = None,
+        labels: Any = None,
+        keep_labels: bool = True,
+    ) -> QARow | None:
+        """Changes a pair in place (same id) and re-embeds its questions; what is not given is
+        kept (labels too while `keep_labels`). None if there is no such pair."""
+        current = await self.get_qa(app_id, qa_id)
+        if current is None:
+            return None
+        try:
+            similar = current.similar_questions if similar_questions is None else similar_questions
+            if similar_edit is not None:
+                similar = similar_edit.apply(await self.repository.qa_question_ids(qa_id))
+            pair = check_pair(
+                current.question if question is None else question,
+                current.answer if answer is None else answer,
+                similar,
+                dict(current.labels) if keep_labels else labels,
+            )
+        except ValueError as exc:
+            raise KnowledgeError(str(exc)) from exc
+        if not await self.qa.replace(app_id, qa_id, pair):
+            return None
+        self._changed(app_id)
+        return await self.get_qa(app_id, qa_id)
+
+    # --- attribute labels ------------------------------------------------------------------
+    # Raise LabelNotFound for an unknown attribute id, LabelError for anything else to correct.
+
+    async def list_attributes(self, app_id: int) -> list[AttributeEntity]:
+        return await self.attribute_repository.list(app_id)
+
+    async def get_attribute(self, app_id: int, attribute_id: int) -> AttributeEntity:
+        attribute = await self.attribute_repository.get(app_id, attribute_id)
+        if attribute is None:
+            raise LabelNotFound(f"no attribute label {attribute_id} in this application")
+        return attribute
+
+    async def create_attribute(
+        self, app_id: int, name: Any, labels: Sequence[LabelInput], key: str = ""
+    ) -> AttributeEntity:
+        name = check_attribute_name(name)
+        cleaned = [check_label_input(LabelInput(label.name, label.similar)) for label in labels]
+        check_label_set(cleaned)
+        existing = await self.attribute_repository.list(app_id)
+        if any(a.name == name for a in existing):
+            raise LabelError(f"an attribute named {name!r} already exists")
+        attribute_id = new_id()
+        chosen = attribute_key(key, name, attribute_id, (a.key for a in existing))
+        attribute = await self.attribute_repository.create(app_id, attribute_id, chosen, name, cleaned)
+        self._synonyms.pop(app_id, None)
+        return attribute
+
+    async def modify_attribute(
+        self,
+        app_id: int,
+        attribute_id: int,
+        *,
+        name: Any = None,
+        delete_label_ids: Sequence[int] = (),
+        labels: Sequence[LabelInput] = (),
+    ) -> AttributeEntity:
+        """Renames the attribute, deletes labels, changes labels with an id and adds those
+        without. A renamed label is renamed on the items that carry it."""
+        attribute = await self.get_attribute(app_id, attribute_id)
+        new_name = attribute.name if name is None else check_attribute_name(name)
+        if new_name != attribute.name and any(
+            a.name == new_name for a in await self.attribute_repository.list(app_id) if a.id != attribute.id
+        ):
+            raise LabelError(f"an attribute named {new_name!r} already exists")
+        deleted = set(delete_label_ids)
+        changes = [check_label_input(label) for label in labels]
+        for label_id in [*deleted, *(c.id for c in changes if c.id is not None)]:
+            if attribute.label(label_id) is None:
+                raise LabelError(f"attribute {attribute_id} has no label {label_id}")
+        if any(c.id in deleted for c in changes):
+            raise LabelError("a label cannot be changed and deleted in the same request")
+        by_id = {c.id: c for c in changes if c.id is not None}
+        after = [by_id.get(label.id, LabelInput(label.name)) for label in attribute.labels if label.id not in deleted]
+        check_label_set([*after, *(c for c in changes if c.id is None)])
+        modified = await self.attribute_repository.modify(attribute, new_name, sorted(deleted), changes)
+        self._synonyms.pop(app_id, None)
+        self._changed(app_id)
+        return modified
+
+    async def delete_attributes(self, app_id: int, attribute_ids: Sequence[int]) -> None:
+        """Deletes the attributes, or none if one is unknown. Items keep their plain labels."""
+        for attribute_id in attribute_ids:
+            await self.get_attribute(app_id, attribute_id)
+        await self.attribute_repository.delete(app_id, list(dict.fromkeys(attribute_ids)))
+        self._synonyms.pop(app_id, None)
+
+    async def resolve_label_refs(self, app_id: int, refs: Sequence[LabelRef]) -> dict[str, list[str]]:
+        """AttrLabels refs to plain labels; raises LabelError for an unknown id."""
+        if not refs:
+            return {}
+        attributes = {a.id: a for a in await self.attribute_repository.list(app_id)}
+        return resolve_refs(attributes, refs)
+
+    async def _expanded(self, app_id: int, scope: Scope) -> Scope:
+        """The scope with labels whose similar labels were requested (cached for a second)."""
+        if not scope.restricted:
+            return scope
+        now = time.monotonic()
+        cached = self._synonyms.get(app_id)
+        if cached is None or cached[0] <= now:
+            cached = (now + 1.0, synonyms(await self.attribute_repository.list(app_id)))
+            self._synonyms[app_id] = cached
+        return expand_scope(scope, cached[1])
 
     async def delete_qa(self, app_id: int, qa_id: int) -> bool:
         self._changed(app_id)
@@ -369,6 +530,7 @@ class KnowledgeService:
         def elapsed() -> int:
             return int((time.monotonic() - started) * 1000)
 
+        scope = await self._expanded(app_id, scope)
         has_qa = settings.qa_enabled and (await self.repository.qa_signature(app_id))[0] > 0
         if not has_qa and await self.repository.max_seq(app_id) == 0:  # an empty knowledge base
             return Resolution("nothing", unknown=settings.unknown_when_nothing, elapsed_ms=elapsed())

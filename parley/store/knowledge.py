@@ -442,13 +442,7 @@ class KnowledgeRepository:
                     attr_range=ATTR_LABELS if labels else ATTR_ALL, created_at=now, updated_at=now,
                 )
             )
-            await conn.execute(
-                kb_qa_questions.insert(),
-                [
-                    {"id": new_id(), "qa_id": qa_id, "app_id": app_id, "text": text, "is_primary": i == 0, "vector": blob}
-                    for i, (text, blob) in enumerate(questions)
-                ],
-            )
+            await _insert_questions(conn, app_id, qa_id, questions)
             await self._set_labels(conn, app_id, qa_id, labels)
         return qa_id
 
@@ -502,3 +496,66 @@ class KnowledgeRepository:
         )
         async with self._engine.connect() as conn:
             return set((await conn.scalars(query)).all())
+
+    async def update_qa(
+        self,
+        app_id: int,
+        qa_id: int,
+        question: str,
+        answer: str,
+        questions: Sequence[tuple[str, bytes]],
+        labels: Mapping[str, list[str]],
+    ) -> bool:
+        """Changes a pair in place (same id); its questions are replaced with new rows (and
+        new ids, so the Q&A matcher's cache sees the change). False if there is no such pair."""
+        async with self._engine.begin() as conn:
+            changed = await conn.execute(
+                kb_qa.update()
+                .where((kb_qa.c.id == qa_id) & (kb_qa.c.app_id == app_id))
+                .values(question=question, answer=answer, attr_range=ATTR_LABELS if labels else ATTR_ALL,
+                        updated_at=_now_ms())
+            )
+            if changed.rowcount == 0:
+                return False
+            await conn.execute(kb_qa_questions.delete().where(kb_qa_questions.c.qa_id == qa_id))
+            await _insert_questions(conn, app_id, qa_id, questions)
+            await self._set_labels(conn, app_id, qa_id, labels)
+        return True
+
+    async def qa_question_ids(self, qa_id: int) -> list[tuple[int, str]]:
+        """(question id, text) of a pair's similar questions, in order."""
+        q = kb_qa_questions.c
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(q.id, q.text).where((q.qa_id == qa_id) & (q.is_primary == sa.false())).order_by(q.id)
+            )
+            return [(r[0], r[1]) for r in rows]
+
+    async def update_document_labels(
+        self, app_id: int, doc_id: int, labels: Mapping[str, list[str]], url: str | None = None
+    ) -> DocumentRow | None:
+        """Changes a document's labels (and reference url) without relearning it."""
+        values: dict[str, Any] = {"attr_range": ATTR_LABELS if labels else ATTR_ALL, "updated_at": _now_ms()}
+        if url is not None:
+            values["url"] = url
+        async with self._engine.begin() as conn:
+            changed = await conn.execute(
+                kb_documents.update()
+                .where((kb_documents.c.id == doc_id) & (kb_documents.c.app_id == app_id))
+                .values(**values)
+            )
+            if changed.rowcount == 0:
+                return None
+            await self._set_labels(conn, app_id, doc_id, labels)
+            return (await self._documents(conn, kb_documents.c.id == doc_id))[0]
+
+
+async def _insert_questions(conn: Any, app_id: int, qa_id: int, questions: Sequence[tuple[str, bytes]]) -> None:
+    """A pair's questions, the first one primary, with their vectors."""
+    await conn.execute(
+        kb_qa_questions.insert(),
+        [
+            {"id": new_id(), "qa_id": qa_id, "app_id": app_id, "text": text, "is_primary": i == 0, "vector": blob}
+            for i, (text, blob) in enumerate(questions)
+        ],
+    )

@@ -16,7 +16,7 @@ from typing import Any
 from parley.config import ModelConfig
 from parley.engine.apps import App, AppConfig, AppError
 from parley.engine.ratings import RatingRefused, RecordNotFound
-from parley.faces.adp import cloud_knowledge
+from parley.faces.adp import cloud_knowledge, cloud_labels
 from parley.faces.adp.cloud_params import CloudApiError, Params, invalid_value
 from parley.faces.adp.msg_records import msg_record
 from parley.knowledge.realtime_docs import DocumentError
@@ -309,14 +309,14 @@ async def describe_storage_credential(params: Params, services: Services) -> dic
     app = await _app_by_id(services, params, "BotBizId")
     file_type = params.string("FileType", required=True, max_len=16)
     public = params.boolean("IsPublic", default=True)
-    type_key = params.string("TypeKey", max_len=32) or "realtime"
-    if type_key != "realtime":
-        raise CloudApiError("UnsupportedOperation", "Only TypeKey realtime (dialogue uploads) is supported.")
+    type_key = params.string("TypeKey", max_len=32) or "offline"  # Tencent's default
+    if type_key not in ("realtime", "offline"):
+        raise invalid_value("TypeKey", "must be realtime (dialogue uploads) or offline (knowledge base files)")
     documents = services.documents
     if documents is None:
-        raise CloudApiError("UnsupportedOperation", "Real-time documents are not enabled on this server.")
+        raise CloudApiError("UnsupportedOperation", "Uploads are not enabled on this server.")
     try:
-        grant = documents.grant_upload(app.id, file_type, public)
+        grant = documents.grant_upload(app.id, file_type, public, type_key)
     except DocumentError as exc:
         raise invalid_value("FileType", str(exc)) from None
     settings = services.settings.cloud_api
@@ -351,4 +351,5 @@ ACTIONS: dict[str, Action] = {
     "CreateRelease": create_release,
     "DescribeReleaseInfo": describe_release_info,
     **cloud_knowledge.ACTIONS,
+    **cloud_labels.ACTIONS,
 }

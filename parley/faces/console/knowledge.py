@@ -9,7 +9,14 @@ Documents are uploaded as the raw request body (`curl --data-binary @file.pdf`):
   POST   /admin/apps/{name}/kb/qa                    {question, answer, similar_questions, labels}
   POST   /admin/apps/{name}/kb/qa/import?name=FILE   a CSV or XLSX file as the body
   GET    /admin/apps/{name}/kb/qa
+  PATCH  /admin/apps/{name}/kb/qa/{qa_id}            {question?, answer?, similar_questions?, labels?}: in place
   DELETE /admin/apps/{name}/kb/qa/{qa_id}
+  PATCH  /admin/apps/{name}/kb/documents/{doc_id}     {labels?, url?}: without relearning
+  GET    /admin/apps/{name}/kb/attribute-labels       attribute labels (ids, key, name, labels)
+  POST   /admin/apps/{name}/kb/attribute-labels       {name, key?, labels: [{name, similar}]}
+  GET    /admin/apps/{name}/kb/attribute-labels/{id}
+  PATCH  /admin/apps/{name}/kb/attribute-labels/{id}  {name?, delete_label_ids?, labels?: [{id?, name, similar}]}
+  DELETE /admin/apps/{name}/kb/attribute-labels/{id}  (items keep their labels as plain labels)
   GET    /admin/apps/{name}/kb/attributes            label attributes and their values in use
   POST   /admin/apps/{name}/kb/refer                 {"ids": [...]}: reference ids to details (DescribeRefer)
   POST   /admin/apps/{name}/kb/search                {question, custom_variables, visitor_labels}: what
@@ -28,6 +35,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.engine.apps import App
+from parley.knowledge.attributes import AttributeEntity, LabelError, LabelInput, LabelNotFound
 from parley.faces.console.admin import error_response, guarded, json_body, json_response
 from parley.knowledge.labels import ScopeError
 from parley.knowledge.service import KnowledgeError, KnowledgeService
@@ -236,6 +244,144 @@ async def search(request: Request, app: App, knowledge: KnowledgeService) -> Res
     )
 
 
+@with_knowledge
+async def modify_document(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    data = await json_body(request)
+    if isinstance(data, Response):
+        return data
+    doc_id = _id(request, "doc_id")
+    document = await knowledge.get_document(app.id, doc_id) if doc_id is not None else None
+    if document is None:
+        return error_response(404, "not_found", f"no document {request.path_params['doc_id']!r} in {app.name!r}")
+    labels = data["labels"] if "labels" in data else dict(document.labels)
+    try:
+        changed = await knowledge.modify_document(app.id, document.id, labels, data.get("url"))
+    except KnowledgeError as exc:
+        return error_response(400, "invalid_document", str(exc))
+    if changed is None:
+        return error_response(404, "not_found", f"no document {document.id} in {app.name!r}")
+    return json_response(document_json(changed))
+
+
+@with_knowledge
+async def modify_qa(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    data = await json_body(request)
+    if isinstance(data, Response):
+        return data
+    qa_id = _id(request, "qa_id")
+    try:
+        pair = None if qa_id is None else await knowledge.modify_qa(
+            app.id, qa_id, question=data.get("question"), answer=data.get("answer"),
+            similar_questions=data.get("similar_questions"), labels=data.get("labels"), keep_labels="labels" not in data,
+        )
+    except KnowledgeError as exc:
+        return error_response(400, "invalid_qa", str(exc))
+    if pair is None:
+        return error_response(404, "not_found", f"no Q&A pair {request.path_params['qa_id']!r} in {app.name!r}")
+    return json_response(qa_json(pair))
+
+
+def attribute_json(attribute: AttributeEntity) -> dict[str, Any]:
+    return {
+        "attr_biz_id": str(attribute.id), "key": attribute.key, "name": attribute.name,
+        "labels": [
+            {"label_biz_id": str(label.id), "name": label.name, "similar": list(label.similar)}
+            for label in attribute.labels
+        ],
+        "created_at": attribute.created_at, "updated_at": attribute.updated_at,
+    }
+
+
+def _label_inputs(data: Any, *, with_ids: bool) -> list[LabelInput]:
+    """`[{id?, name, similar}]` to LabelInputs; raises LabelError when malformed."""
+    if data is None:
+        return []
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise LabelError("labels must be a list of {name, similar}")
+    inputs = []
+    for item in data:
+        raw_id = item.get("id") if with_ids else None
+        if raw_id is not None and not str(raw_id).isdigit():
+            raise LabelError(f"label id {raw_id!r} is not a decimal id")
+        similar = item.get("similar") or []
+        if not isinstance(similar, list):
+            raise LabelError("similar must be a list of strings")
+        inputs.append(LabelInput(item.get("name"), tuple(similar), int(raw_id) if raw_id is not None else None))
+    return inputs
+
+
+def _label_error(exc: LabelError) -> Response:
+    if isinstance(exc, LabelNotFound):
+        return error_response(404, "not_found", str(exc))
+    return error_response(400, "invalid_label", str(exc))
+
+
+@with_knowledge
+async def list_attribute_labels(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    return json_response([attribute_json(a) for a in await knowledge.list_attributes(app.id)])
+
+
+@with_knowledge
+async def create_attribute_label(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    data = await json_body(request)
+    if isinstance(data, Response):
+        return data
+    key = data.get("key") or ""
+    try:
+        if not isinstance(key, str):
+            raise LabelError("key must be a string")
+        attribute = await knowledge.create_attribute(
+            app.id, data.get("name"), _label_inputs(data.get("labels"), with_ids=False), key
+        )
+    except LabelError as exc:
+        return _label_error(exc)
+    return json_response(attribute_json(attribute), 201)
+
+
+@with_knowledge
+async def get_attribute_label(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    attr_id = _id(request, "attr_id")
+    try:
+        if attr_id is None:
+            raise LabelNotFound(f"no attribute label {request.path_params['attr_id']!r}")
+        return json_response(attribute_json(await knowledge.get_attribute(app.id, attr_id)))
+    except LabelError as exc:
+        return _label_error(exc)
+
+
+@with_knowledge
+async def modify_attribute_label(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    data = await json_body(request)
+    if isinstance(data, Response):
+        return data
+    attr_id = _id(request, "attr_id")
+    deleted = data.get("delete_label_ids") or []
+    try:
+        if attr_id is None:
+            raise LabelNotFound(f"no attribute label {request.path_params['attr_id']!r}")
+        if not isinstance(deleted, list) or not all(str(i).isdigit() for i in deleted):
+            raise LabelError("delete_label_ids must be a list of decimal ids")
+        attribute = await knowledge.modify_attribute(
+            app.id, attr_id, name=data.get("name"), delete_label_ids=[int(i) for i in deleted],
+            labels=_label_inputs(data.get("labels"), with_ids=True),
+        )
+    except LabelError as exc:
+        return _label_error(exc)
+    return json_response(attribute_json(attribute))
+
+
+@with_knowledge
+async def delete_attribute_label(request: Request, app: App, knowledge: KnowledgeService) -> Response:
+    attr_id = _id(request, "attr_id")
+    try:
+        if attr_id is None:
+            raise LabelNotFound(f"no attribute label {request.path_params['attr_id']!r}")
+        await knowledge.delete_attributes(app.id, [attr_id])
+    except LabelError as exc:
+        return _label_error(exc)
+    return Response(status_code=204)
+
+
 _BASE = "/admin/apps/{name}/kb"
 routes = [
     Route(f"{_BASE}/documents", guarded(add_document), methods=["POST"]),
@@ -246,6 +392,13 @@ routes = [
     Route(f"{_BASE}/qa", guarded(list_qa), methods=["GET"]),
     Route(f"{_BASE}/qa/import", guarded(import_qa), methods=["POST"]),
     Route(f"{_BASE}/qa/{{qa_id}}", guarded(delete_qa), methods=["DELETE"]),
+    Route(f"{_BASE}/qa/{{qa_id}}", guarded(modify_qa), methods=["PATCH"]),
+    Route(f"{_BASE}/documents/{{doc_id}}", guarded(modify_document), methods=["PATCH"]),
+    Route(f"{_BASE}/attribute-labels", guarded(list_attribute_labels), methods=["GET"]),
+    Route(f"{_BASE}/attribute-labels", guarded(create_attribute_label), methods=["POST"]),
+    Route(f"{_BASE}/attribute-labels/{{attr_id}}", guarded(get_attribute_label), methods=["GET"]),
+    Route(f"{_BASE}/attribute-labels/{{attr_id}}", guarded(modify_attribute_label), methods=["PATCH"]),
+    Route(f"{_BASE}/attribute-labels/{{attr_id}}", guarded(delete_attribute_label), methods=["DELETE"]),
     Route(f"{_BASE}/attributes", guarded(attributes), methods=["GET"]),
     Route(f"{_BASE}/refer", guarded(refer), methods=["POST"]),
     Route(f"{_BASE}/search", guarded(search), methods=["POST"]),
