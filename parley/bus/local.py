@@ -3,25 +3,49 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from parley.bus.base import UnknownTurn
 
 
+_IDLE = object()
+
+
+def _time_out(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(_IDLE)
+
+
+def _discard(waiters: list[asyncio.Future[None]], waiter: asyncio.Future[None]) -> None:
+    try:
+        waiters.remove(waiter)
+    except ValueError:
+        pass
+
+
 class _Stream:
-    __slots__ = ("events", "ended", "waiter")
+    __slots__ = ("events", "ended", "waiters", "subscribers")
 
     def __init__(self) -> None:
         self.events: list[Any] = []
         self.ended = False
-        self.waiter: asyncio.Event | None = None  # made only when a subscriber has to wait
+        self.waiters: list[asyncio.Future[None]] = []  # subscribers waiting for the next event
+        self.subscribers = 0
 
 
 class LocalBus:
-    def __init__(self, retention: float = 120.0) -> None:
+    """Turn streams in this process's memory.
+
+    A finished stream is kept for `retention` seconds for late subscribers; once nobody is
+    reading it, `compact` (if given) shrinks its event list, so that offsets into a finished
+    stream are not kept: a late subscriber reads it from the start.
+    """
+
+    def __init__(self, retention: float = 120.0, compact: Callable[[list[Any]], list[Any]] | None = None) -> None:
         self._streams: dict[int, _Stream] = {}
         self._retention = retention
+        self._compact = compact
         self._expiry: dict[int, asyncio.TimerHandle] = {}
 
     def open(self, turn_id: int) -> None:
@@ -39,6 +63,8 @@ class LocalBus:
             return
         stream.ended = True
         self._wake(stream)
+        if stream.subscribers == 0:
+            self._settle(stream)
         loop = asyncio.get_running_loop()
         self._expiry[turn_id] = loop.call_later(self._retention, self._expire, turn_id)
 
@@ -56,27 +82,37 @@ class LocalBus:
         stream = self._streams.get(turn_id)
         if stream is None:
             raise UnknownTurn(turn_id)
-        while True:
-            events = stream.events
-            if offset < len(events):
-                batch = events[offset:]
-                offset = len(events)
-                yield batch
-            if stream.ended and offset >= len(stream.events):
-                return
-            if offset < len(stream.events):
-                continue
-            waiter = stream.waiter
-            if waiter is None:
-                waiter = stream.waiter = asyncio.Event()
-            if idle is None:
-                await waiter.wait()
-                continue
-            try:
-                async with asyncio.timeout(idle):
-                    await waiter.wait()
-            except TimeoutError:
-                yield None
+        loop = asyncio.get_running_loop()
+        stream.subscribers += 1
+        try:
+            while True:
+                events = stream.events
+                if offset < len(events):
+                    batch = events[offset:]
+                    offset = len(events)
+                    yield batch
+                if stream.ended and offset >= len(stream.events):
+                    return
+                if offset < len(stream.events):
+                    continue
+                # A bare future and one timer per wait: this runs for every packet of every
+                # stream, where an asyncio.Event and asyncio.timeout cost several times as much.
+                waiter: asyncio.Future[None] = loop.create_future()
+                stream.waiters.append(waiter)
+                timer = loop.call_later(idle, _time_out, waiter) if idle is not None else None
+                try:
+                    await waiter
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                    if not waiter.done() or waiter.cancelled() or waiter.result() is _IDLE:
+                        _discard(stream.waiters, waiter)  # timed out, or the subscriber went away
+                if waiter.result() is _IDLE:
+                    yield None
+        finally:
+            stream.subscribers -= 1
+            if stream.ended and stream.subscribers == 0:
+                self._settle(stream)
 
     def is_open(self, turn_id: int) -> bool:
         return turn_id in self._streams
@@ -87,11 +123,17 @@ class LocalBus:
         self._expiry.clear()
         self._streams.clear()
 
+    def _settle(self, stream: _Stream) -> None:
+        if self._compact is not None:
+            stream.events = self._compact(stream.events)
+
     @staticmethod
     def _wake(stream: _Stream) -> None:
-        if stream.waiter is not None:
-            stream.waiter.set()
-            stream.waiter = None
+        if stream.waiters:
+            for waiter in stream.waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            stream.waiters.clear()
 
     def _expire(self, turn_id: int) -> None:
         self._expiry.pop(turn_id, None)

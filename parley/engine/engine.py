@@ -165,7 +165,7 @@ class Engine:
                 extra=direct.extra if question_hit is not None and direct is not None else None,
             )
             try:
-                session, history = await self.conversations.begin_turn(
+                session, history, question_stored = await self.conversations.begin_turn(
                     app_row.id, request.session_id, request.visitor_id, question,
                     app.history_depth * 2 if direct is None else 0,
                 )
@@ -212,6 +212,7 @@ class Engine:
             documents=documents,
             knowledge=knowledge if direct is None else None,
             knowledge_scope=scope,
+            question_stored=question_stored,
         )
         task = asyncio.create_task(self._run(TurnRunner(plan, self.bus, self.conversations), limit_key))
         self._tasks[answer_id] = task

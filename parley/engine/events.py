@@ -115,3 +115,22 @@ class ReplyMethod:
     CONCURRENCY_EXCEEDED = 7
     REALTIME_DOCUMENT = 14
     WORKFLOW = 16
+
+
+def compact_events(events: list[Any]) -> list[Any]:
+    """A finished turn's events with each run of text deltas merged into one.
+
+    A finished turn is kept for late subscribers (see Settings.turn_retention); merged, it
+    holds a handful of events instead of one per token. A subscriber replaying it gets the
+    same text in fewer, larger packets.
+    """
+    merged: list[Any] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if type(event) is ReplyDelta and type(last) is ReplyDelta:
+            merged[-1] = ReplyDelta(last.text + event.text)
+        elif type(event) is ThoughtDelta and type(last) is ThoughtDelta:
+            merged[-1] = ThoughtDelta(last.text + event.text, event.elapsed_ms)
+        else:
+            merged.append(event)
+    return merged

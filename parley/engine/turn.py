@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from typing import Any
 
 from parley.bus.base import Bus
@@ -116,6 +117,8 @@ class TurnPlan:
     """Real-time documents attached to the question: (file name, parsed text)."""
     knowledge: KnowledgeSource | None = None
     knowledge_scope: Any = None
+    question_stored: Awaitable[None] | None = None
+    """Done once the question's record is committed; the answer is recorded after it."""
 
     @property
     def reply_method(self) -> int:
@@ -167,12 +170,16 @@ class TurnRunner:
                 return
             # Outside the handlers above: a stop arriving while the answer is being recorded
             # must not record it a second time.
-            if direct is not None:
-                await self._reply_directly(direct)
-            elif self._hit is not None:
-                await self._refuse_answer(self._hit)
-            else:
-                await self._finish("success")
+            try:
+                if direct is not None:
+                    await self._reply_directly(direct)
+                elif self._hit is not None:
+                    await self._refuse_answer(self._hit)
+                else:
+                    await self._finish("success")
+            except Exception:  # the store failed: the visitor is told, not left waiting
+                log.exception("could not record turn %s", plan.info.turn_id)
+                self._emit(Failure(ErrorKind.INTERNAL.value, "internal error: the answer could not be stored"))
         finally:
             self._bus.end(plan.info.turn_id)
 
@@ -355,6 +362,12 @@ class TurnRunner:
             **{**values, "extra": self._knowledge_extra(values.get("extra"))},
         )
 
+    async def _store(self, record: RecordRow) -> None:
+        """Records the answer, after the question it answers is stored."""
+        if self.plan.question_stored is not None:
+            await self.plan.question_stored
+        await self._conversations.add_record(record)
+
     async def _reply_directly(self, direct: DirectReply) -> None:
         """Records and sends an answer settled without the model."""
         procedures = self._procedures("success", model_called=False)
@@ -362,7 +375,7 @@ class TurnRunner:
             "success", procedures, content=direct.content, reasoning="", reply_method=direct.reply_method,
             model="", is_llm_generated=False, is_evil=direct.is_evil, extra=direct.extra,
         )
-        await self._conversations.add_record(record)
+        await self._store(record)
         if self._references:
             self._emit(References(self._references))
         self._emit(Progress("success", procedures, self._elapsed()))
@@ -381,13 +394,13 @@ class TurnRunner:
             "success", content=refusal, reply_method=ReplyMethod.SENSITIVE, is_llm_generated=False,
             is_evil=True, extra={"moderation": moderation},
         )
-        await self._conversations.add_record(record)
+        await self._store(record)
         self._emit(Progress("success", self._procedures("success"), self._elapsed()))
         self._emit(Final(refusal, ReplyMethod.SENSITIVE, int(time.time()), False, is_evil=True))
 
     async def _finish(self, status: str) -> None:
         record = self._record(status)
-        await self._conversations.add_record(record)
+        await self._store(record)
         wire_status = "success" if status == "success" else "stop"
         self._emit(Progress(wire_status, self._procedures(wire_status), self._elapsed()))
         self._emit(
@@ -405,7 +418,7 @@ class TurnRunner:
     async def _fail(self, kind: ErrorKind, message: str) -> None:
         record = self._record("failed", error_message=f"{kind.value}: {message}"[:1024])
         try:
-            await self._conversations.add_record(record)
+            await self._store(record)
         except Exception:
             log.exception("could not record failed turn %s", record.id)
         self._emit(Progress("failed", self._procedures("failed"), self._elapsed()))

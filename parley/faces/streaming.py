@@ -15,6 +15,18 @@ from collections.abc import AsyncIterator
 from starlette.types import Receive, Scope, Send
 
 
+async def read_body(receive: Receive) -> bytes | None:
+    """A request's whole body, or None when the client left before sending it."""
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
 class EventStreamResponse:
     media_type = b"text/event-stream"
 

@@ -243,6 +243,8 @@ class KnowledgeService:
         )
         self._warming: set[asyncio.Task[Any]] = set()
         self._has_knowledge: dict[int, tuple[float, bool]] = {}  # app id -> (valid until, answer)
+        self._asking: dict[int, asyncio.Future[bool]] = {}
+        self._stale: set[int] = set()
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -263,16 +265,27 @@ class KnowledgeService:
         """Whether the application has any Q&A pair or learned segment (cached for a second;
         changes made through this service are seen at once). Turns of applications without
         knowledge skip the knowledge stage."""
-        now = time.monotonic()
         cached = self._has_knowledge.get(app_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        asking = self._asking.get(app_id)
+        if asking is None:  # one query at a time, however many turns arrive meanwhile
+            asking = self._asking[app_id] = asyncio.ensure_future(self._ask_has_knowledge(app_id))
+            asking.add_done_callback(lambda _: self._asking.pop(app_id, None))
+        return await asyncio.shield(asking)
+
+    async def _ask_has_knowledge(self, app_id: int) -> bool:
+        asked = time.monotonic()
         has = (await self.repository.qa_signature(app_id))[0] > 0 or await self.repository.max_seq(app_id) > 0
-        self._has_knowledge[app_id] = (now + 1.0, has)
+        if app_id not in self._stale:
+            self._has_knowledge[app_id] = (asked + 1.0, has)
+        self._stale.discard(app_id)
         return has
 
     def _changed(self, app_id: int) -> None:
         self._has_knowledge.pop(app_id, None)
+        if app_id in self._asking:
+            self._stale.add(app_id)  # a query in flight may predate the change: do not cache it
 
     async def _committed(self, app_id: int, replaced: list[int]) -> None:
         self._changed(app_id)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.ids import new_id
@@ -58,61 +58,188 @@ def _record(row: Any) -> RecordRow:
     return RecordRow(**{name: getattr(row, name) for name in RecordRow.__slots__})
 
 
-class RecordWriter:
-    """Group commit: records added while a transaction is being written go in the next one.
+def _values(record: RecordRow) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in RecordRow.__slots__}
 
-    Under load this turns one commit per answer into one per batch; alone, a record is
-    written at once. A caller that stops waiting does not stop its record being written.
+
+class GroupWriter:
+    """Group commit: rows added while a transaction is being written go in the next one.
+
+    Under load this turns one commit per answer into one per batch; alone, a row is written
+    at once. Rows are written in the order they were added, each table's rows of a batch in
+    one statement (sessions before the records that refer to them). If a batch fails, its
+    rows are written one by one, so one bad row fails alone. A caller that stops waiting
+    does not stop its row being written.
     """
 
     def __init__(self, engine: AsyncEngine, max_batch: int = 500) -> None:
         self._engine = engine
         self._max_batch = max_batch
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._pending: list[tuple[sa.Table, dict[str, Any], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def add(self, record: RecordRow) -> None:
+    def add(self, table: sa.Table, row: dict[str, Any]) -> asyncio.Future[None]:
+        """Queues a row; the future is done once it is committed (or holds the error)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(({name: getattr(record, name) for name in RecordRow.__slots__}, done))
+        self._pending.append((table, row, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        await done
+        return done
 
     async def _flush(self) -> None:
         while self._pending:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
             try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(records.insert(), [row for row, _ in batch])
-            except Exception as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
+                await self._write(batch)
+            except Exception:
+                for item in batch:
+                    try:
+                        await self._write([item])
+                    except Exception as exc:
+                        _settle(item[2], exc)
+                    else:
+                        _settle(item[2], None)
             else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+                for _, _, done in batch:
+                    _settle(done, None)
+
+    async def _write(self, batch: list[tuple[sa.Table, dict[str, Any], asyncio.Future[None]]]) -> None:
+        by_table: dict[sa.Table, list[dict[str, Any]]] = {}
+        for table, row, _ in batch:
+            by_table.setdefault(table, []).append(row)
+        async with self._engine.begin() as conn:
+            for table in (sessions, records):
+                rows = by_table.get(table)
+                if rows:
+                    await conn.execute(table.insert(), rows)
+
+
+def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+        done.exception()  # retrieved: a turn whose client left may never await it
+
+
+class SessionReader:
+    """Coalesced session lookups: those asked while one query runs share the next query.
+
+    Under load most turns open a session the cache does not hold; one query per waiting
+    group instead of one per turn keeps the database's thread hops off the critical path.
+    """
+
+    def __init__(self, engine: AsyncEngine, max_batch: int = 400) -> None:
+        self._engine = engine
+        self._max_batch = max_batch  # (app id, session id) pairs: two SQL parameters each
+        self._pending: dict[tuple[int, str], list[asyncio.Future[SessionRow | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def get(self, app_id: int, session_id: str) -> SessionRow | None:
+        found: asyncio.Future[SessionRow | None] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault((app_id, session_id), []).append(found)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read())
+        return await found
+
+    async def _read(self) -> None:
+        while self._pending:
+            keys = list(self._pending)[: self._max_batch]
+            waiting = {key: self._pending.pop(key) for key in keys}
+            try:
+                async with self._engine.connect() as conn:
+                    rows = await conn.execute(
+                        sessions.select().where(sa.tuple_(sessions.c.app_id, sessions.c.session_id).in_(keys))
+                    )
+                    found = {
+                        (row.app_id, row.session_id): SessionRow(
+                            row.id, row.app_id, row.session_id, row.visitor_biz_id, row.created_at
+                        )
+                        for row in rows
+                    }
+            except Exception as exc:
+                for futures in waiting.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for key, futures in waiting.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(found.get(key))
+
+
+class SessionCache:
+    """The most recently used sessions, by (app id, session id).
+
+    A session row never changes once created, so a cached row stays true; the cache spares
+    each turn of a known session a read, and lets a new session be created inside the group
+    commit instead of a transaction of its own. Bounded so that memory stays flat.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._rows: OrderedDict[tuple[int, str], SessionRow] = OrderedDict()
+
+    def get(self, app_id: int, session_id: str) -> SessionRow | None:
+        row = self._rows.get((app_id, session_id))
+        if row is not None:
+            self._rows.move_to_end((app_id, session_id))
+        return row
+
+    def add(self, row: SessionRow) -> SessionRow:
+        """Caches `row` unless a row for its key is already there; returns the cached one."""
+        key = (row.app_id, row.session_id)
+        existing = self._rows.get(key)
+        if existing is not None:
+            return existing
+        self._rows[key] = row
+        if len(self._rows) > self._size:
+            self._rows.popitem(last=False)
+        return row
+
+    def discard(self, row: SessionRow) -> None:
+        if self._rows.get((row.app_id, row.session_id)) is row:
+            del self._rows[(row.app_id, row.session_id)]
 
 
 class ConversationRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._writer = RecordWriter(engine)
+        self._writer = GroupWriter(engine)
+        self._sessions = SessionCache()
+        self._reader = SessionReader(engine)
 
     async def begin_turn(
         self, app_id: int, session_id: str, visitor_biz_id: str, question: RecordRow, history_records: int
-    ) -> tuple[SessionRow, list[RecordRow]]:
-        """Opens (or creates) the session, reads its recent history and stores the question.
+    ) -> tuple[SessionRow, list[RecordRow], asyncio.Future[None]]:
+        """Opens (or creates) the session, reads its recent history and queues the question.
 
-        Reads share a pooled connection; the question joins the group commit. A session is
-        created in a transaction of its own, once. Raises SessionOwnedElsewhere, and writes
+        A new session and the question go into the group commit: the turn need not wait for
+        a write before it starts, and the returned future says when the question is stored
+        (the answer is recorded only after it). Raises SessionOwnedElsewhere, and writes
         nothing, when another visitor owns the session.
         """
-        async with self._engine.connect() as conn:
-            session = await self._session(conn, app_id, session_id)
-            history: list[RecordRow] = []
-            if session is not None and session.visitor_biz_id == visitor_biz_id and history_records > 0:
+        session = self._sessions.get(app_id, session_id)
+        known = session is not None
+        if session is None:
+            session = await self._reader.get(app_id, session_id)
+            known = session is not None
+            if session is None:
+                session = SessionRow(new_id(), app_id, session_id, visitor_biz_id, question.created_at)
+            chosen = self._sessions.add(session)  # a concurrent first turn of the same session may have won
+            if chosen is session and not known:
+                self._created(session)
+            known = known or chosen is not session
+            session = chosen
+        if session.visitor_biz_id != visitor_biz_id:
+            raise SessionOwnedElsewhere(session_id)
+        history: list[RecordRow] = []
+        if known and history_records > 0:
+            async with self._engine.connect() as conn:
                 rows = await conn.execute(
                     records.select()
                     .where(records.c.session_pk == session.id)
@@ -120,33 +247,24 @@ class ConversationRepository:
                     .limit(history_records)
                 )
                 history = [_record(r) for r in rows][::-1]
-        if session is None:
-            session = await self._create_session(app_id, session_id, visitor_biz_id, question.created_at)
-        if session.visitor_biz_id != visitor_biz_id:
-            raise SessionOwnedElsewhere(session_id)
         question.session_pk = session.id
-        await self._writer.add(question)
-        return session, history
+        return session, history, self._writer.add(records, _values(question))
 
-    async def _create_session(self, app_id: int, session_id: str, visitor_biz_id: str, now: int) -> SessionRow:
-        session = SessionRow(new_id(), app_id, session_id, visitor_biz_id, now)
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(sessions.insert().values(**asdict(session)))
-        except IntegrityError:  # created by a concurrent first turn: whoever won owns it
-            async with self._engine.connect() as conn:
-                existing = await self._session(conn, app_id, session_id)
-            assert existing is not None
-            return existing
-        return session
+    def _created(self, session: SessionRow) -> None:
+        stored = self._writer.add(sessions, asdict(session))
+
+        def forget_if_failed(done: asyncio.Future[None]) -> None:
+            if done.exception() is not None:  # e.g. created at the same moment by another process
+                self._sessions.discard(session)
+
+        stored.add_done_callback(forget_if_failed)
 
     async def add_record(self, record: RecordRow) -> None:
         """Stores a record durably; concurrent calls share one transaction (group commit)."""
-        await self._writer.add(record)
+        await self._writer.add(records, _values(record))
 
     async def get_session(self, app_id: int, session_id: str) -> SessionRow | None:
-        async with self._engine.connect() as conn:
-            return await self._session(conn, app_id, session_id)
+        return self._sessions.get(app_id, session_id) or await self._reader.get(app_id, session_id)
 
     async def get_record(self, record_id: int) -> RecordRow | None:
         async with self._engine.connect() as conn:
@@ -165,12 +283,3 @@ class ConversationRepository:
     async def set_score(self, record_id: int, score: int, extra: dict[str, Any] | None) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(records.update().where(records.c.id == record_id).values(score=score, extra=extra))
-
-    @staticmethod
-    async def _session(conn: Any, app_id: int, session_id: str) -> SessionRow | None:
-        row = (
-            await conn.execute(
-                sessions.select().where((sessions.c.app_id == app_id) & (sessions.c.session_id == session_id))
-            )
-        ).first()
-        return SessionRow(row.id, row.app_id, row.session_id, row.visitor_biz_id, row.created_at) if row else None

@@ -13,20 +13,33 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from parley.engine.errors import TurnRejected
 from parley.faces.adp.errors import code_and_message
 from parley.faces.adp.render import KEEPALIVE, AdpRenderer, error_frame
 from parley.faces.adp.request import BadRequest, ChatRequest, parse_body, validate_chat
-from parley.faces.streaming import EventStreamResponse
+from parley.faces.streaming import EventStreamResponse, read_body
 from parley.services import Services
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+PATH = "/v1/qbot/chat/sse"
+
+
 async def chat_sse(request: Request) -> EventStreamResponse:
-    services: Services = request.app.state.services
-    body = await request.body()
+    return respond(request.app.state.services, await request.body())
+
+
+async def chat_sse_asgi(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
+    """The endpoint as a plain ASGI callable, for the server's hot path (see server.HotPaths)."""
+    body = await read_body(receive)
+    if body is not None:
+        await respond(services, body)(scope, receive, send)
+
+
+def respond(services: Services, body: bytes) -> EventStreamResponse:
     try:
         chat = validate_chat(parse_body(body))
     except BadRequest as exc:
@@ -104,4 +117,4 @@ def _request_id_of(body: bytes) -> str:
     return value if isinstance(value, str) and len(value) <= 255 else ""
 
 
-routes = [Route("/v1/qbot/chat/sse", chat_sse, methods=["POST"])]
+routes = [Route(PATH, chat_sse, methods=["POST"])]

@@ -1,0 +1,90 @@
+"""The conversation store against a real SQLite database: sessions created inside the group
+commit, the session cache and coalesced lookups, the question stored before its answer."""
+
+import asyncio
+import time
+
+import pytest
+
+from parley.ids import new_id
+from parley.store.apps import AppRepository
+from parley.store.conversations import ConversationRepository, RecordRow, SessionOwnedElsewhere
+from parley.store.database import Database
+
+
+@pytest.fixture
+async def store(tmp_path):
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    await database.migrate()
+    app = await AppRepository(database.engine).create("chat", {"name": "chat"})
+    yield database, app.id
+    await database.close()
+
+
+def question(app_id: int, text: str) -> RecordRow:
+    now = int(time.time() * 1000)
+    return RecordRow(id=new_id(), session_pk=0, app_id=app_id, is_from_self=True, content=text,
+                     status="success", created_at=now, finished_at=now)
+
+
+def answer(app_id: int, session_pk: int, text: str) -> RecordRow:
+    record = question(app_id, text)
+    record.is_from_self, record.session_pk = False, session_pk
+    return record
+
+
+async def test_first_turns_of_one_new_session_at_once_share_one_session(store):
+    database, app_id = store
+    repository = ConversationRepository(database.engine)
+    results = await asyncio.gather(
+        *(repository.begin_turn(app_id, "s-1", "alice", question(app_id, f"q{i}"), 10) for i in range(20))
+    )
+    await asyncio.gather(*(stored for _, _, stored in results))
+    assert len({session.id for session, _, _ in results}) == 1
+    fresh = ConversationRepository(database.engine)  # nothing cached: what the database holds
+    session = await fresh.get_session(app_id, "s-1")
+    assert session is not None and session.id == results[0][0].id
+    assert sorted(r.content for r in await fresh.list_records(session.id, 50)) == sorted(f"q{i}" for i in range(20))
+
+
+async def test_history_and_ownership_hold_across_processes_sharing_the_database(store):
+    database, app_id = store
+    first = ConversationRepository(database.engine)
+    session, history, stored = await first.begin_turn(app_id, "s-2", "bob", question(app_id, "hello"), 10)
+    await stored
+    await first.add_record(answer(app_id, session.id, "hi bob"))
+    assert history == []
+
+    second = ConversationRepository(database.engine)  # a restarted server: cold cache
+    with pytest.raises(SessionOwnedElsewhere):
+        await second.begin_turn(app_id, "s-2", "mallory", question(app_id, "let me in"), 10)
+    again, history, stored = await second.begin_turn(app_id, "s-2", "bob", question(app_id, "again"), 10)
+    await stored
+    assert again.id == session.id
+    assert [r.content for r in history] == ["hello", "hi bob"]
+    assert [r.content for r in await second.list_records(session.id, 10)] == ["hello", "hi bob", "again"]
+
+
+async def test_a_refused_turn_writes_nothing(store):
+    database, app_id = store
+    repository = ConversationRepository(database.engine)
+    _, _, stored = await repository.begin_turn(app_id, "s-3", "carol", question(app_id, "mine"), 0)
+    await stored
+    with pytest.raises(SessionOwnedElsewhere):
+        await repository.begin_turn(app_id, "s-3", "dave", question(app_id, "not mine"), 0)
+    session = await repository.get_session(app_id, "s-3")
+    assert [r.content for r in await repository.list_records(session.id, 10)] == ["mine"]
+
+
+async def test_a_record_that_cannot_be_stored_fails_alone(store):
+    database, app_id = store
+    repository = ConversationRepository(database.engine)
+    session, _, stored = await repository.begin_turn(app_id, "s-4", "erin", question(app_id, "q"), 0)
+    await stored
+    good = answer(app_id, session.id, "fine")
+    orphan = answer(app_id, 123456789, "no such session")  # the foreign key refuses it
+    results = await asyncio.gather(
+        repository.add_record(good), repository.add_record(orphan), return_exceptions=True
+    )
+    assert results[0] is None and isinstance(results[1], Exception)
+    assert [r.content for r in await repository.list_records(session.id, 10)] == ["q", "fine"]
