@@ -46,7 +46,9 @@ class OpenAICompatibleModel:
         if self._session is None or self._session.closed:
             # One upstream stream per turn in progress: the pool has no limit.
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()  # a model sets none
+            )
         return self._session
 
     def _params(self, messages: list[ChatMessage]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -251,7 +251,7 @@ class ConversationRepository:
         return session, history, self._writer.add(records, _values(question))
 
     def _created(self, session: SessionRow) -> None:
-        stored = self._writer.add(sessions, asdict(session))
+        stored = self._writer.add(sessions, {name: getattr(session, name) for name in SessionRow.__slots__})
 
         def forget_if_failed(done: asyncio.Future[None]) -> None:
             if done.exception() is not None:  # e.g. created at the same moment by another process

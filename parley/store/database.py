@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
@@ -39,12 +40,18 @@ def _upgrade(connection: Connection) -> None:
 
 
 def _engine_options(url: str) -> dict:
+    # JSON columns (token stats, references) are written with every answer: orjson, not json.
+    json = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
     # A burst of turns queues for a connection; it must wait rather than fail.
     if url.startswith("sqlite"):
         # Writes go through one group-commit writer (SQLite takes one writer at a time);
         # a pool of readers keeps reads concurrent.
-        return {"pool_size": 8, "max_overflow": 8, "pool_timeout": 300, "connect_args": {"timeout": 30}}
-    return {"pool_size": 20, "max_overflow": 20, "pool_timeout": 300, "pool_pre_ping": True}
+        return {"pool_size": 8, "max_overflow": 8, "pool_timeout": 300, "connect_args": {"timeout": 30}, **json}
+    return {"pool_size": 20, "max_overflow": 20, "pool_timeout": 300, "pool_pre_ping": True, **json}
+
+
+def _json_text(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _tune_sqlite(dbapi_connection, _record) -> None:
