@@ -40,6 +40,7 @@ from parley.store.apps import AppRepository
 from parley.store.cloudbase import CloudBaseRepository
 from parley.store.conversations import ConversationRepository
 from parley.store.database import Database
+from parley.store.known_sessions import KnownSessions
 from parley.store.objects import LocalObjectStore
 from parley.store.realtime_docs import RealtimeDocRepository
 
@@ -60,10 +61,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         settings.ensure_admin_token, upload_ttl=settings.cloud_api.upload_ttl,
         max_chars=settings.cloud_api.realtime_doc_max_chars,
     )
+    # On SQLite this process is the database's only writer, so it can know every session.
+    known_sessions = await KnownSessions.load(database.engine) if database.engine.dialect.name == "sqlite" else None
     knowledge = KnowledgeService(database.engine, settings.knowledge, settings.data_dir)
     await knowledge.start()  # background learning; resumes documents a previous run left unfinished
     engine = Engine(
-        apps, ConversationRepository(database.engine), models, bus,
+        apps, ConversationRepository(database.engine, known_sessions), models, bus,
         LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files), documents, knowledge,
     )
     cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.ids import new_id
+from parley.store.known_sessions import KnownSessions
 from parley.store.tables import records, sessions
 
 
@@ -207,11 +208,14 @@ class SessionCache:
 
 
 class ConversationRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, known_sessions: KnownSessions | None = None) -> None:
+        """`known_sessions`, when this process creates every session in the database (SQLite),
+        spares new sessions the read that would prove them new."""
         self._engine = engine
         self._writer = GroupWriter(engine)
         self._sessions = SessionCache()
         self._reader = SessionReader(engine)
+        self._known = known_sessions
 
     async def begin_turn(
         self, app_id: int, session_id: str, visitor_biz_id: str, question: RecordRow, history_records: int
@@ -226,7 +230,8 @@ class ConversationRepository:
         session = self._sessions.get(app_id, session_id)
         known = session is not None
         if session is None:
-            session = await self._reader.get(app_id, session_id)
+            if self._known is None or self._known.may_exist(app_id, session_id):
+                session = await self._reader.get(app_id, session_id)
             known = session is not None
             if session is None:
                 session = SessionRow(new_id(), app_id, session_id, visitor_biz_id, question.created_at)
@@ -251,6 +256,8 @@ class ConversationRepository:
         return session, history, self._writer.add(records, _values(question))
 
     def _created(self, session: SessionRow) -> None:
+        if self._known is not None:
+            self._known.add(session.app_id, session.session_id)
         stored = self._writer.add(sessions, {name: getattr(session, name) for name in SessionRow.__slots__})
 
         def forget_if_failed(done: asyncio.Future[None]) -> None:

@@ -10,6 +10,7 @@ from parley.ids import new_id
 from parley.store.apps import AppRepository
 from parley.store.conversations import ConversationRepository, RecordRow, SessionOwnedElsewhere
 from parley.store.database import Database
+from parley.store.known_sessions import KnownSessions
 
 
 @pytest.fixture
@@ -88,3 +89,27 @@ async def test_a_record_that_cannot_be_stored_fails_alone(store):
     )
     assert results[0] is None and isinstance(results[1], Exception)
     assert [r.content for r in await repository.list_records(session.id, 10)] == ["q", "fine"]
+
+
+async def test_known_sessions_spare_new_sessions_the_read_and_still_find_old_ones(store):
+    database, app_id = store
+    first = ConversationRepository(database.engine, await KnownSessions.load(database.engine))
+    session, _, stored = await first.begin_turn(app_id, "s-5", "frank", question(app_id, "first"), 10)
+    await stored
+    await first.add_record(answer(app_id, session.id, "reply"))
+
+    known = await KnownSessions.load(database.engine)  # a restart: loaded from the database
+    assert known.may_exist(app_id, "s-5")
+    second = ConversationRepository(database.engine, known)
+    again, history, stored = await second.begin_turn(app_id, "s-5", "frank", question(app_id, "second"), 10)
+    await stored
+    assert again.id == session.id and [r.content for r in history] == ["first", "reply"]
+    with pytest.raises(SessionOwnedElsewhere):
+        await second.begin_turn(app_id, "s-5", "grace", question(app_id, "mine now?"), 10)
+
+    fresh = [f"new-{i}" for i in range(200)]
+    assert sum(known.may_exist(app_id, s) for s in fresh) < 20  # about 1 % false positives
+    for session_id in fresh[:3]:
+        created, history, stored = await second.begin_turn(app_id, session_id, "henry", question(app_id, "hi"), 10)
+        await stored
+        assert history == [] and known.may_exist(app_id, session_id)
