@@ -37,9 +37,10 @@ class OpenAICompatibleModel:
         key = config.api_key()
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
-        # The turn enforces the first-token and idle timeouts; this one only catches a dead socket.
-        read = max(config.first_token_timeout, config.idle_timeout) + 5
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=read)
+        # No read timeout here: callers enforce the first-token and idle timeouts (a deadline
+        # moved at most once a second), where aiohttp's sock_read would re-arm a timer for
+        # every chunk of every stream.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=None)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
