@@ -23,7 +23,7 @@ from typing import Any
 
 from parley.ids import new_id
 from parley.knowledge.parse import ParseError, parse_bytes
-from parley.store.objects import ObjectError, ObjectStore, clean_key
+from parley.store.objects import ObjectError, ObjectStore, clean_key, etag_of
 from parley.store.realtime_docs import RealtimeDocRepository, RealtimeDocRow
 
 _KEY = re.compile(
@@ -35,6 +35,14 @@ FILE_TYPE = re.compile(r"^[A-Za-z0-9]{1,16}$")
 
 class DocumentError(ValueError):
     """A real-time document request that cannot be served; the message says why."""
+
+
+class UploadMismatch(DocumentError):
+    """The uploaded object is not the one described (`field` names what differs)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +109,11 @@ class RealtimeDocuments:
             raise ObjectError("AccessDenied", "the upload grant has expired")
         return app_id
 
-    async def uploaded(self, app_id: int, key: str) -> bytes:
+    async def uploaded(self, app_id: int, key: str, etag: str = "", size: int | None = None) -> bytes:
         """The bytes uploaded under a key granted to this application (SaveDoc).
 
-        Raises DocumentError when the key was not granted to it or nothing was uploaded.
+        Raises DocumentError when the key was not granted to it or nothing was uploaded, and
+        UploadMismatch when a given ETag or size is not the stored object's.
         """
         try:
             if self.granted_app(key, for_writing=False) != app_id:
@@ -114,6 +123,10 @@ class RealtimeDocuments:
             raise DocumentError(exc.message) from None
         if data is None:
             raise DocumentError("nothing has been uploaded at this path")
+        if etag and etag != etag_of(data):
+            raise UploadMismatch("ETag", "does not match the uploaded file")
+        if size is not None and size != len(data):
+            raise UploadMismatch("Size", f"does not match the uploaded file ({len(data)} bytes)")
         return data
 
     async def parse(

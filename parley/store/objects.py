@@ -119,4 +119,9 @@ def _write(path: Path, data: bytes) -> str:
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     temporary.write_bytes(data)
     temporary.replace(path)
+    return etag_of(data)
+
+
+def etag_of(data: bytes) -> str:
+    """An object's ETag, as S3 and COS give it for a single-part upload: the hex MD5."""
     return hashlib.md5(data).hexdigest()

@@ -13,14 +13,13 @@ Document statuses use ADP's numbers: 13 learning, 12 imported (success), 14 lear
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 from urllib.parse import urlsplit
 
 from parley.faces.adp.cloud_params import CloudApiError, Params, invalid_value
 from parley.knowledge.attributes import AttributeEntity, LabelError, LabelRef
 from parley.knowledge.qa import SimilarEdit
-from parley.knowledge.realtime_docs import DocumentError
+from parley.knowledge.realtime_docs import DocumentError, UploadMismatch
 from parley.knowledge.service import KnowledgeError, KnowledgeService
 from parley.services import Services
 
@@ -289,13 +288,11 @@ async def save_doc(params: Params, services: Services) -> dict[str, Any]:
     if services.documents is None:
         raise CloudApiError("UnsupportedOperation", "Uploads are not enabled on this server.")
     try:
-        data = await services.documents.uploaded(app_id, key)
+        data = await services.documents.uploaded(app_id, key, etag=etag, size=int(size) if size else None)
+    except UploadMismatch as exc:
+        raise invalid_value(exc.field, str(exc)) from None
     except DocumentError as exc:
         raise invalid_value("CosUrl", str(exc)) from None
-    if etag and etag != hashlib.md5(data).hexdigest():
-        raise invalid_value("ETag", "does not match the uploaded file")
-    if size and int(size) != len(data):
-        raise invalid_value("Size", f"does not match the uploaded file ({len(data)} bytes)")
     name = file_name if "." in file_name else f"{file_name}.{file_type}"
     try:
         registered = await knowledge.add_document(app_id, name, data, labels=labels, url=url)
