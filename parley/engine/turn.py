@@ -32,7 +32,6 @@ from parley.engine.events import (
     Procedure,
     Progress,
     References,
-    ReplyDelta,
     ReplyMethod,
     ThoughtDelta,
     ThoughtEnd,
@@ -292,7 +291,7 @@ class TurnRunner:
     def _emit_text(self, text: str) -> None:
         if text:
             self._text.append(text)
-            self._emit(ReplyDelta(text))
+            self._emit(text)  # a reply delta is the text itself (events.ReplyDelta)
 
     def _think(self, text: str, guard: AnswerGuard | None) -> bool:
         if guard is not None:

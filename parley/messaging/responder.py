@@ -126,8 +126,8 @@ class RobotResponder:
         async def read() -> None:
             try:
                 async for event in self._engine.events(turn_id):
-                    if isinstance(event, ReplyDelta) and event.text:
-                        pending.append(event.text)
+                    if isinstance(event, ReplyDelta) and event:
+                        pending.append(event)
                         arrived.set()
                     elif isinstance(event, (Final, Failure)):
                         outcome.append(event)

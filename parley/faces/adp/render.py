@@ -84,7 +84,7 @@ class AdpRenderer:
 
     def render(self, event: Any) -> bytes:
         if isinstance(event, ReplyDelta):
-            self._reply += event.text
+            self._reply += event
             if self.stream and len(self._reply) - self._reply_sent >= self.throttle:
                 return self._reply_packet()
             return b""

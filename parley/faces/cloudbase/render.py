@@ -65,7 +65,7 @@ class ChunkRenderer:
 
     def render(self, event: Any) -> bytes:
         if isinstance(event, ReplyDelta):
-            return self.text(event.text)
+            return self.text(event)
         if isinstance(event, ThoughtDelta):
             return self.thinking(event.text)
         if isinstance(event, Progress):
