@@ -65,8 +65,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     known_sessions = await KnownSessions.load(database.engine) if database.engine.dialect.name == "sqlite" else None
     knowledge = KnowledgeService(database.engine, settings.knowledge, settings.data_dir)
     await knowledge.start()  # background learning; resumes documents a previous run left unfinished
+    conversations = ConversationRepository(database.engine, known_sessions)
     engine = Engine(
-        apps, ConversationRepository(database.engine, known_sessions), models, bus,
+        apps, conversations, models, bus,
         LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files), documents, knowledge,
     )
     cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)
@@ -75,6 +76,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         yield Services(settings=settings, engine=engine, apps=apps, models=models, cloudbase=cloudbase_channel, knowledge=knowledge, documents=documents, messaging=messaging)
     finally:
         await engine.shutdown(settings.shutdown_grace)
+        await conversations.aclose()  # the last answers' records are written before the database closes
         await messaging.aclose()
         await knowledge.aclose()
         await bus.aclose()

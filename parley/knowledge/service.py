@@ -16,6 +16,7 @@ the token_stat `knowledge` procedure.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,8 @@ from parley.knowledge.vectors import AppVectorIndexes
 from parley.models.embedders import Embedder, build_embedder
 from parley.store.knowledge import DocumentRow, KnowledgeRepository, QARow, SegmentRow
 from parley.store.knowledge_labels import AttributeRepository
+
+log = logging.getLogger(__name__)
 
 QA_TYPE, SEGMENT_TYPE = 1, 2
 CANDIDATES = 40
@@ -262,17 +265,34 @@ class KnowledgeService:
         await self.vectors.save()
 
     async def has_knowledge(self, app_id: int) -> bool:
-        """Whether the application has any Q&A pair or learned segment (cached for a second;
-        changes made through this service are seen at once). Turns of applications without
-        knowledge skip the knowledge stage."""
+        """Whether the application has any Q&A pair or learned segment. Turns of applications
+        without knowledge skip the knowledge stage.
+
+        The answer is asked again once it is a second old, in the background: meanwhile turns
+        get the last answer rather than wait for the query (under load, the turns that arrived
+        during each refresh were the slowest hundredth to start). Changes made through this
+        service are seen at once; those made by another process within about a second.
+        """
         cached = self._has_knowledge.get(app_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        if cached is None:
+            return await asyncio.shield(self._ask_once(app_id))
+        valid_until, has = cached
+        if valid_until <= time.monotonic():
+            self._ask_once(app_id)
+        return has
+
+    def _ask_once(self, app_id: int) -> asyncio.Future[bool]:
+        """The query in flight for this application, or a new one: one at a time."""
         asking = self._asking.get(app_id)
-        if asking is None:  # one query at a time, however many turns arrive meanwhile
+        if asking is None:
             asking = self._asking[app_id] = asyncio.ensure_future(self._ask_has_knowledge(app_id))
-            asking.add_done_callback(lambda _: self._asking.pop(app_id, None))
-        return await asyncio.shield(asking)
+            asking.add_done_callback(lambda done: self._asked(app_id, done))
+        return asking
+
+    def _asked(self, app_id: int, asking: asyncio.Future[bool]) -> None:
+        self._asking.pop(app_id, None)
+        if not asking.cancelled() and asking.exception() is not None:
+            log.warning("could not tell whether an application has knowledge: %r", asking.exception())
 
     async def _ask_has_knowledge(self, app_id: int) -> bool:
         asked = time.monotonic()

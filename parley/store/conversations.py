@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.ids import new_id
 from parley.store.known_sessions import KnownSessions
+from parley.store.row_writers import RowWriter, row_writer_for
 from parley.store.tables import records, sessions
 
 
@@ -73,8 +74,8 @@ class GroupWriter:
     does not stop its row being written.
     """
 
-    def __init__(self, engine: AsyncEngine, max_batch: int = 500) -> None:
-        self._engine = engine
+    def __init__(self, writer: RowWriter, max_batch: int = 500) -> None:
+        self._writer = writer
         self._max_batch = max_batch
         self._pending: list[tuple[sa.Table, dict[str, Any], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -106,14 +107,16 @@ class GroupWriter:
                     _settle(done, None)
 
     async def _write(self, batch: list[tuple[sa.Table, dict[str, Any], asyncio.Future[None]]]) -> None:
-        by_table: dict[sa.Table, list[dict[str, Any]]] = {}
+        by_table: dict[sa.Table, list[dict[str, Any]]] = {sessions: [], records: []}  # sessions first
         for table, row, _ in batch:
-            by_table.setdefault(table, []).append(row)
-        async with self._engine.begin() as conn:
-            for table in (sessions, records):
-                rows = by_table.get(table)
-                if rows:
-                    await conn.execute(table.insert(), rows)
+            by_table[table].append(row)
+        await self._writer.write(by_table)
+
+    async def aclose(self) -> None:
+        """Waits for the rows already added, then closes the writer."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+        await self._writer.aclose()
 
 
 def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
@@ -212,7 +215,7 @@ class ConversationRepository:
         """`known_sessions`, when this process creates every session in the database (SQLite),
         spares new sessions the read that would prove them new."""
         self._engine = engine
-        self._writer = GroupWriter(engine)
+        self._writer = GroupWriter(row_writer_for(engine))
         self._sessions = SessionCache()
         self._reader = SessionReader(engine)
         self._known = known_sessions
@@ -269,6 +272,9 @@ class ConversationRepository:
     async def add_record(self, record: RecordRow) -> None:
         """Stores a record durably; concurrent calls share one transaction (group commit)."""
         await self._writer.add(records, _values(record))
+
+    async def aclose(self) -> None:
+        await self._writer.aclose()
 
     async def get_session(self, app_id: int, session_id: str) -> SessionRow | None:
         return self._sessions.get(app_id, session_id) or await self._reader.get(app_id, session_id)

@@ -23,7 +23,7 @@ class Database:
         self.url = url
         self.engine: AsyncEngine = create_async_engine(url, **_engine_options(url))
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _tune_sqlite)
+            event.listen(self.engine.sync_engine, "connect", _on_sqlite_connect)
 
     async def migrate(self) -> None:
         """Runs every Alembic migration not yet applied."""
@@ -56,7 +56,13 @@ def _json_text(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _tune_sqlite(dbapi_connection, _record) -> None:
+def _on_sqlite_connect(dbapi_connection, _record) -> None:
+    tune_sqlite_connection(dbapi_connection)
+
+
+def tune_sqlite_connection(dbapi_connection) -> None:
+    """The settings every connection to Parley's SQLite file runs with (the engine's pool and
+    the group commit's own writer, store.row_writers)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

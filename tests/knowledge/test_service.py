@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytest_asyncio
@@ -183,3 +185,33 @@ async def test_an_application_without_knowledge_resolves_to_nothing(kb):
     assert (await kb.resolve(APP + 1, "How do I reset my password?")).kind == "nothing"
     strict = KnowledgeSettings(unknown_when_nothing=True)
     assert (await kb.resolve(APP + 1, "How do I reset my password?", settings=strict)).unknown
+
+
+async def test_has_knowledge_sees_own_changes_at_once_and_others_within_a_refresh(tmp_path, monkeypatch):
+    database, service = await open_service(tmp_path / "own")
+    other = KnowledgeService(database.engine, KnowledgeServerSettings(), tmp_path / "own")  # another process
+    clock = [1000.0]
+    # the service's clock only (asyncio's own must keep running)
+    monkeypatch.setattr("parley.knowledge.service.time", SimpleNamespace(monotonic=lambda: clock[0]))
+    try:
+        app = 2002
+        assert await service.has_knowledge(app) is False
+        pair = await service.add_qa(app, "Where is the office?", "On the third floor.", [])
+        assert await service.has_knowledge(app) is True  # its own change: at once
+
+        assert await other.has_knowledge(app) is True
+        assert await other.delete_qa(app, pair.id) is True
+        assert await service.has_knowledge(app) is True  # someone else's change: not yet
+
+        clock[0] += 1.5  # the answer is older than a second: the next turn still gets it at once ...
+        assert await service.has_knowledge(app) is True
+        for _ in range(100):  # ... while it is asked again in the background
+            await asyncio.sleep(0.01)
+            if not await service.has_knowledge(app):
+                break
+        else:
+            pytest.fail("the refreshed answer never arrived")
+    finally:
+        await other.aclose()
+        await service.aclose()
+        await database.close()

@@ -1,0 +1,152 @@
+"""The last step of the group commit: a batch of new rows written in one transaction.
+
+One implementation per kind of database, chosen by `row_writer_for`:
+
+- `SqliteRowWriter` for a SQLite file: one thread with its own plain `sqlite3` connection
+  writes the whole batch, reached in a single hop from the event loop.
+- `EngineRowWriter` for everything else (PostgreSQL through asyncpg, in-memory SQLite):
+  the shared SQLAlchemy async engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from parley.store.database import tune_sqlite_connection
+
+Rows = Mapping[sa.Table, Sequence[dict[str, Any]]]
+"""New rows by table, in the order the tables are to be written (referenced tables first)."""
+
+
+class RowWriter(Protocol):
+    async def write(self, rows: Rows) -> None:
+        """Inserts every row in one transaction: all of them are stored, or none (and it raises)."""
+
+    async def aclose(self) -> None: ...
+
+
+def row_writer_for(engine: AsyncEngine) -> RowWriter:
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return SqliteRowWriter(url.database, engine.dialect)
+    return EngineRowWriter(engine)
+
+
+class EngineRowWriter:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def write(self, rows: Rows) -> None:
+        async with self._engine.begin() as conn:
+            for table, table_rows in rows.items():
+                await conn.execute(table.insert(), list(table_rows))
+
+    async def aclose(self) -> None:
+        pass
+
+
+class SqliteRowWriter:
+    """Writes each batch on one thread that owns a plain `sqlite3` connection to the file.
+
+    Through the async engine a batch made about six round trips to aiosqlite's thread (pool
+    checkout, a cursor, one statement per table, the commit, the pool's rollback on return),
+    each a cross-thread wake-up and a hand-over of the GIL. In a rig at ~600 one-token turns
+    a second, writing the question and the answer was half of a turn's CPU: 1.54 ms per turn,
+    0.76 ms with the writes left out. Here a batch is one hop, and its statements run in C
+    (same rig: about 1.1-1.2 ms per one-token turn; 20-token turns at 32 streams 2.7-2.8 ms
+    instead of 3.2-3.5).
+
+    Values go through each column's SQLAlchemy bind processor (JSON columns with the engine's
+    serializer), so rows read back through the engine exactly as if it had written them.
+    """
+
+    def __init__(self, path: str, dialect: Dialect) -> None:
+        self._path = path
+        self._dialect = dialect
+        self._inserts: dict[sa.Table, _Insert] = {}
+        self._thread: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None  # made and used on the thread only
+
+    async def write(self, rows: Rows) -> None:
+        # The parameters are made here, so that the thread runs C only and needs the GIL least.
+        work: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for table, table_rows in rows.items():
+            if table_rows:
+                insert = self._insert_for(table)
+                work.append((insert.sql, [insert.parameters(row) for row in table_rows]))
+        if not work:
+            return
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-sqlite-writer")
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._write_now, work)
+
+    async def aclose(self) -> None:
+        if self._thread is None:
+            return
+        thread, self._thread = self._thread, None
+        await asyncio.get_running_loop().run_in_executor(thread, self._close_now)
+        thread.shutdown(wait=True)
+
+    def _insert_for(self, table: sa.Table) -> _Insert:
+        insert = self._inserts.get(table)
+        if insert is None:
+            insert = self._inserts[table] = _Insert(table, self._dialect)
+        return insert
+
+    def _write_now(self, work: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = self._connect()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, parameters in work:
+                connection.executemany(sql, parameters)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: the transactions are the explicit BEGIN/COMMIT above.
+        connection = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+        tune_sqlite_connection(connection)
+        return connection
+
+    def _close_now(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class _Insert:
+    """A table's INSERT of every column, and the function that turns a row into its parameters."""
+
+    def __init__(self, table: sa.Table, dialect: Dialect) -> None:
+        quote = dialect.identifier_preparer.quote
+        columns = list(table.columns)
+        self.sql = (
+            f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+            f"({', '.join(quote(column.name) for column in columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        )
+        self._columns: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
+            (column.name, _scalar_default(column), column.type.bind_processor(dialect)) for column in columns
+        ]
+
+    def parameters(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            process(row.get(name, default)) if process is not None else row.get(name, default)
+            for name, default, process in self._columns
+        )
+
+
+def _scalar_default(column: sa.Column[Any]) -> Any:
+    default = column.default
+    return default.arg if default is not None and default.is_scalar else None  # type: ignore[attr-defined]
