@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from parley.bus.base import Bus
+from parley.caching import RefreshingCache
 from parley.engine.apps import AppConfig, ApplicationService
 from parley.engine.errors import ErrorKind, TurnRejected
 from parley.engine.events import ReplyMethod, UserEcho
@@ -51,23 +52,18 @@ class Engine:
         self.knowledge = knowledge
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._configs: dict[int, AppConfig] = {}  # parsed releases by release id; releases never change
-        self._releases: dict[str, tuple[float, AppRow | None, ReleaseRow | None]] = {}
-        apps.on_change(self._releases.clear)
+        self._releases: RefreshingCache[str, tuple[AppRow | None, ReleaseRow | None]] = RefreshingCache(
+            apps.released_by_key, RELEASE_CACHE_SECONDS
+        )
+        apps.on_change(self._releases.forget)
 
     async def _released(self, app_key: str) -> tuple[AppRow, ReleaseRow, AppConfig]:
         """The application behind `app_key` and its latest release, cached for a second.
 
         Publishing through this process clears the cache at once; a publish from another
-        process (the CLI) is seen within RELEASE_CACHE_SECONDS.
+        process (the CLI) is seen about RELEASE_CACHE_SECONDS later.
         """
-        now = time.monotonic()
-        cached = self._releases.get(app_key)
-        if cached is None or cached[0] < now:
-            app_row, release = await self.apps.released_by_key(app_key)
-            if len(self._releases) > 10_000:
-                self._releases.clear()
-            self._releases[app_key] = cached = (now + RELEASE_CACHE_SECONDS, app_row, release)
-        _, app_row, release = cached
+        app_row, release = await self._releases.get(app_key)
         if app_row is None:
             raise TurnRejected(ErrorKind.APP_KEY_INVALID)
         if app_row.deleted:

@@ -16,7 +16,6 @@ the token_stat `knowledge` procedure.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from parley.caching import RefreshingCache
 from parley.config import KnowledgeServerSettings
 from parley.engine.prompt import estimate_tokens
 from parley.ids import new_id
@@ -53,8 +53,6 @@ from parley.knowledge.vectors import AppVectorIndexes
 from parley.models.embedders import Embedder, build_embedder
 from parley.store.knowledge import DocumentRow, KnowledgeRepository, QARow, SegmentRow
 from parley.store.knowledge_labels import AttributeRepository
-
-log = logging.getLogger(__name__)
 
 QA_TYPE, SEGMENT_TYPE = 1, 2
 CANDIDATES = 40
@@ -245,9 +243,7 @@ class KnowledgeService:
             self.repository, self.embedder, root / "files", on_commit=self._committed, max_chars=settings.segment_chars
         )
         self._warming: set[asyncio.Task[Any]] = set()
-        self._has_knowledge: dict[int, tuple[float, bool]] = {}  # app id -> (valid until, answer)
-        self._asking: dict[int, asyncio.Future[bool]] = {}
-        self._stale: set[int] = set()
+        self._has_knowledge: RefreshingCache[int, bool] = RefreshingCache(self._ask_has_knowledge, ttl=1.0)
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -268,44 +264,16 @@ class KnowledgeService:
         """Whether the application has any Q&A pair or learned segment. Turns of applications
         without knowledge skip the knowledge stage.
 
-        The answer is asked again once it is a second old, in the background: meanwhile turns
-        get the last answer rather than wait for the query (under load, the turns that arrived
-        during each refresh were the slowest hundredth to start). Changes made through this
-        service are seen at once; those made by another process within about a second.
+        Cached (a second, refreshed in the background; see RefreshingCache): changes made
+        through this service are seen at once, those of another process about a second later.
         """
-        cached = self._has_knowledge.get(app_id)
-        if cached is None:
-            return await asyncio.shield(self._ask_once(app_id))
-        valid_until, has = cached
-        if valid_until <= time.monotonic():
-            self._ask_once(app_id)
-        return has
-
-    def _ask_once(self, app_id: int) -> asyncio.Future[bool]:
-        """The query in flight for this application, or a new one: one at a time."""
-        asking = self._asking.get(app_id)
-        if asking is None:
-            asking = self._asking[app_id] = asyncio.ensure_future(self._ask_has_knowledge(app_id))
-            asking.add_done_callback(lambda done: self._asked(app_id, done))
-        return asking
-
-    def _asked(self, app_id: int, asking: asyncio.Future[bool]) -> None:
-        self._asking.pop(app_id, None)
-        if not asking.cancelled() and asking.exception() is not None:
-            log.warning("could not tell whether an application has knowledge: %r", asking.exception())
+        return await self._has_knowledge.get(app_id)
 
     async def _ask_has_knowledge(self, app_id: int) -> bool:
-        asked = time.monotonic()
-        has = (await self.repository.qa_signature(app_id))[0] > 0 or await self.repository.max_seq(app_id) > 0
-        if app_id not in self._stale:
-            self._has_knowledge[app_id] = (asked + 1.0, has)
-        self._stale.discard(app_id)
-        return has
+        return (await self.repository.qa_signature(app_id))[0] > 0 or await self.repository.max_seq(app_id) > 0
 
     def _changed(self, app_id: int) -> None:
-        self._has_knowledge.pop(app_id, None)
-        if app_id in self._asking:
-            self._stale.add(app_id)  # a query in flight may predate the change: do not cache it
+        self._has_knowledge.forget(app_id)
 
     async def _committed(self, app_id: int, replaced: list[int]) -> None:
         self._changed(app_id)

@@ -14,6 +14,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -47,7 +48,8 @@ class EngineRowWriter:
     async def write(self, rows: Rows) -> None:
         async with self._engine.begin() as conn:
             for table, table_rows in rows.items():
-                await conn.execute(table.insert(), list(table_rows))
+                if table_rows:  # an INSERT with no rows would insert one of defaults
+                    await conn.execute(table.insert(), list(table_rows))
 
     async def aclose(self) -> None:
         pass
@@ -76,12 +78,12 @@ class SqliteRowWriter:
         self._connection: sqlite3.Connection | None = None  # made and used on the thread only
 
     async def write(self, rows: Rows) -> None:
-        # The parameters are made here, so that the thread runs C only and needs the GIL least.
-        work: list[tuple[str, list[tuple[Any, ...]]]] = []
+        # The parameters are made here: the thread then needs the GIL as little as possible.
+        work: list[tuple[_Insert, list[tuple[Any, ...]]]] = []
         for table, table_rows in rows.items():
             if table_rows:
                 insert = self._insert_for(table)
-                work.append((insert.sql, [insert.parameters(row) for row in table_rows]))
+                work.append((insert, [insert.parameters(row) for row in table_rows]))
         if not work:
             return
         if self._thread is None:
@@ -101,14 +103,23 @@ class SqliteRowWriter:
             insert = self._inserts[table] = _Insert(table, self._dialect)
         return insert
 
-    def _write_now(self, work: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    def _write_now(self, work: list[tuple[_Insert, list[tuple[Any, ...]]]]) -> None:
+        """One multi-row INSERT per table (as many rows as SQLite's parameter limit allows), not
+        one statement per row: SQLite runs each statement without the GIL, and a thread that
+        must take the GIL back after every row waits for the event loop's thread to give it up
+        each time. With executemany (a statement per row) the benchmark's 1,024 concurrent
+        turns made 320 turns/s, against 666 through the engine's multi-row INSERT."""
         connection = self._connection
         if connection is None:
             connection = self._connection = self._connect()
+        limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for sql, parameters in work:
-                connection.executemany(sql, parameters)
+            for insert, parameters in work:
+                per_statement = max(1, limit // insert.width)
+                for start in range(0, len(parameters), per_statement):
+                    chunk = parameters[start : start + per_statement]
+                    connection.execute(insert.sql_for(len(chunk)), list(chain.from_iterable(chunk)))
         except BaseException:
             connection.execute("ROLLBACK")
             raise
@@ -132,13 +143,19 @@ class _Insert:
     def __init__(self, table: sa.Table, dialect: Dialect) -> None:
         quote = dialect.identifier_preparer.quote
         columns = list(table.columns)
-        self.sql = (
+        self.width = len(columns)
+        self._head = (
             f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
-            f"({', '.join(quote(column.name) for column in columns)}) VALUES ({', '.join('?' for _ in columns)})"
+            f"({', '.join(quote(column.name) for column in columns)}) VALUES "
         )
+        self._row = f"({', '.join('?' for _ in columns)})"
         self._columns: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
             (column.name, _scalar_default(column), column.type.bind_processor(dialect)) for column in columns
         ]
+
+    def sql_for(self, rows: int) -> str:
+        """The statement inserting `rows` rows."""
+        return self._head + ", ".join([self._row] * rows)
 
     def parameters(self, row: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(

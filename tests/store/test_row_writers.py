@@ -83,3 +83,16 @@ async def test_databases_without_a_file_go_through_the_engine():
         assert isinstance(row_writer_for(engine), EngineRowWriter)
     finally:
         await engine.dispose()
+
+
+async def test_a_batch_larger_than_one_statement_is_written_whole(database):
+    writer = row_writer_for(database.engine)
+    try:
+        session = await new_session(database)
+        many = [record(session, content=f"answer {i}") for i in range(2000)]  # 44,000 parameters
+        await writer.write({sessions: [session], records: many})
+        async with database.engine.connect() as conn:
+            contents = (await conn.execute(sa.select(records.c.content).where(records.c.session_pk == session["id"]))).scalars().all()
+        assert sorted(contents) == sorted(f"answer {i}" for i in range(2000))
+    finally:
+        await writer.aclose()
