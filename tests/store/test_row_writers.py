@@ -96,3 +96,12 @@ async def test_a_batch_larger_than_one_statement_is_written_whole(database):
         assert sorted(contents) == sorted(f"answer {i}" for i in range(2000))
     finally:
         await writer.aclose()
+
+
+async def test_the_engine_writer_skips_tables_without_rows(database):
+    session = await new_session(database)
+    writer = EngineRowWriter(database.engine)
+    await writer.write({sessions: [session], records: []})
+    alone = record(session)
+    await writer.write({sessions: [], records: [alone]})  # no session row to insert this time
+    assert (await stored(database, alone["id"]))["content"] == "你好"
