@@ -23,6 +23,13 @@ async def database(tmp_path):
     await database.close()
 
 
+@pytest.fixture
+async def writer(database):
+    writer = row_writer_for(database.engine)
+    yield writer
+    await writer.aclose()
+
+
 async def new_session(database: Database) -> dict:
     app = await AppRepository(database.engine).create(f"chat-{new_id()}", {"name": "chat"})
     return {"id": new_id(), "app_id": app.id, "session_id": f"s-{new_id()}", "visitor_biz_id": "v",
@@ -44,37 +51,29 @@ async def stored(database: Database, record_id: int) -> dict:
     return {key: value for key, value in row._mapping.items() if key != "id"}
 
 
-async def test_the_sqlite_writer_stores_what_the_engine_would(database):
-    writer = row_writer_for(database.engine)
+async def test_the_sqlite_writer_stores_what_the_engine_would(database, writer):
     assert isinstance(writer, SqliteRowWriter)
-    try:
-        session = await new_session(database)
-        by_engine, by_thread = record(session), record(session)
-        await writer.write({sessions: [session], records: [by_thread]})
-        await EngineRowWriter(database.engine).write({records: [by_engine]})
-        assert await stored(database, by_thread["id"]) == await stored(database, by_engine["id"])
-        got = await stored(database, by_thread["id"])
-        assert got["token_stat"] == {"procedures": [{"name": "x", "count": 1}]}
-        assert got["is_llm_generated"] is True and got["request_id"] == "" and got["score"] == 0
-    finally:
-        await writer.aclose()
+    session = await new_session(database)
+    by_engine, by_thread = record(session), record(session)
+    await writer.write({sessions: [session], records: [by_thread]})
+    await EngineRowWriter(database.engine).write({records: [by_engine]})
+    assert await stored(database, by_thread["id"]) == await stored(database, by_engine["id"])
+    got = await stored(database, by_thread["id"])
+    assert got["token_stat"] == {"procedures": [{"name": "x", "count": 1}]}
+    assert got["is_llm_generated"] is True and got["request_id"] == "" and got["score"] == 0
 
 
-async def test_a_batch_with_a_bad_row_stores_nothing_and_the_writer_goes_on(database):
-    writer = row_writer_for(database.engine)
-    try:
-        session = await new_session(database)
-        good = record(session)
-        orphan = record(session, session_pk=new_id())  # no such session: the foreign key refuses it
-        with pytest.raises(sqlite3.IntegrityError):
-            await writer.write({sessions: [session], records: [good, orphan]})
-        async with database.engine.connect() as conn:
-            assert (await conn.execute(sa.select(sa.func.count()).select_from(sessions).where(sessions.c.id == session["id"]))).scalar() == 0
-            assert (await conn.execute(sa.select(sa.func.count()).select_from(records).where(records.c.id == good["id"]))).scalar() == 0
-        await writer.write({sessions: [session], records: [good]})
-        assert (await stored(database, good["id"]))["content"] == "你好"
-    finally:
-        await writer.aclose()
+async def test_a_batch_with_a_bad_row_stores_nothing_and_the_writer_goes_on(database, writer):
+    session = await new_session(database)
+    good = record(session)
+    orphan = record(session, session_pk=new_id())  # no such session: the foreign key refuses it
+    with pytest.raises(sqlite3.IntegrityError):
+        await writer.write({sessions: [session], records: [good, orphan]})
+    async with database.engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(sessions).where(sessions.c.id == session["id"]))).scalar() == 0
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(records).where(records.c.id == good["id"]))).scalar() == 0
+    await writer.write({sessions: [session], records: [good]})
+    assert (await stored(database, good["id"]))["content"] == "你好"
 
 
 async def test_databases_without_a_file_go_through_the_engine():
@@ -85,17 +84,13 @@ async def test_databases_without_a_file_go_through_the_engine():
         await engine.dispose()
 
 
-async def test_a_batch_larger_than_one_statement_is_written_whole(database):
-    writer = row_writer_for(database.engine)
-    try:
-        session = await new_session(database)
-        many = [record(session, content=f"answer {i}") for i in range(2000)]  # 44,000 parameters
-        await writer.write({sessions: [session], records: many})
-        async with database.engine.connect() as conn:
-            contents = (await conn.execute(sa.select(records.c.content).where(records.c.session_pk == session["id"]))).scalars().all()
-        assert sorted(contents) == sorted(f"answer {i}" for i in range(2000))
-    finally:
-        await writer.aclose()
+async def test_a_batch_larger_than_one_statement_is_written_whole(database, writer):
+    session = await new_session(database)
+    many = [record(session, content=f"answer {i}") for i in range(2000)]  # 44,000 parameters
+    await writer.write({sessions: [session], records: many})
+    async with database.engine.connect() as conn:
+        contents = (await conn.execute(sa.select(records.c.content).where(records.c.session_pk == session["id"]))).scalars().all()
+    assert sorted(contents) == sorted(f"answer {i}" for i in range(2000))
 
 
 async def test_the_engine_writer_skips_tables_without_rows(database):
