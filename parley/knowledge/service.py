@@ -227,7 +227,9 @@ class KnowledgeService:
         self.embedder = embedder or build_embedder(settings.embedder)
         self.repository = KnowledgeRepository(engine)
         self.attribute_repository = AttributeRepository(engine)
-        self._synonyms: dict[int, tuple[float, dict[str, dict[str, set[str]]]]] = {}  # app id -> (valid until, table)
+        self._synonyms: RefreshingCache[int, dict[str, dict[str, set[str]]]] = RefreshingCache(
+            self._load_synonyms, ttl=1.0
+        )
         root = data_dir / "knowledge"
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.embedder.name)
         self.vectors = AppVectorIndexes(
@@ -445,7 +447,7 @@ class KnowledgeService:
         attribute_id = new_id()
         chosen = attribute_key(key, name, attribute_id, (a.key for a in existing))
         attribute = await self.attribute_repository.create(app_id, attribute_id, chosen, name, cleaned)
-        self._synonyms.pop(app_id, None)
+        self._synonyms.forget(app_id)
         return attribute
 
     async def modify_attribute(
@@ -476,7 +478,7 @@ class KnowledgeService:
         after = [by_id.get(label.id, LabelInput(label.name)) for label in attribute.labels if label.id not in deleted]
         check_label_set([*after, *(c for c in changes if c.id is None)])
         modified = await self.attribute_repository.modify(attribute, new_name, sorted(deleted), changes)
-        self._synonyms.pop(app_id, None)
+        self._synonyms.forget(app_id)
         self._changed(app_id)
         return modified
 
@@ -485,7 +487,7 @@ class KnowledgeService:
         for attribute_id in attribute_ids:
             await self.get_attribute(app_id, attribute_id)
         await self.attribute_repository.delete(app_id, list(dict.fromkeys(attribute_ids)))
-        self._synonyms.pop(app_id, None)
+        self._synonyms.forget(app_id)
 
     async def resolve_label_refs(self, app_id: int, refs: Sequence[LabelRef]) -> dict[str, list[str]]:
         """AttrLabels refs to plain labels; raises LabelError for an unknown id."""
@@ -498,12 +500,10 @@ class KnowledgeService:
         """The scope with labels whose similar labels were requested (cached for a second)."""
         if not scope.restricted:
             return scope
-        now = time.monotonic()
-        cached = self._synonyms.get(app_id)
-        if cached is None or cached[0] <= now:
-            cached = (now + 1.0, synonyms(await self.attribute_repository.list(app_id)))
-            self._synonyms[app_id] = cached
-        return expand_scope(scope, cached[1])
+        return expand_scope(scope, await self._synonyms.get(app_id))
+
+    async def _load_synonyms(self, app_id: int) -> dict[str, dict[str, set[str]]]:
+        return synonyms(await self.attribute_repository.list(app_id))
 
     async def delete_qa(self, app_id: int, qa_id: int) -> bool:
         self._changed(app_id)

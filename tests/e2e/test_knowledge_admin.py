@@ -134,6 +134,21 @@ def test_a_damaged_document_fails_with_its_reason(server):
     assert server.admin("GET", f"{BASE}/documents/{document['doc_id']}").status_code == 404
 
 
+def test_a_pair_and_a_document_are_changed_in_place(server):
+    created = server.admin("POST", f"{BASE}/qa", json={"question": "Where is the parking lot?", "answer": "Behind B1."})
+    qa_id = created.json()["qa_biz_id"]
+    patched = server.admin("PATCH", f"{BASE}/qa/{qa_id}", json={"answer": "Under building C."})
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["qa_biz_id"], patched.json()["question"]) == (qa_id, "Where is the parking lot?")
+    assert search(server, "Where is the parking lot?")["qa"]["answer"] == "Under building C."
+
+    notes = next(d for d in server.admin("GET", f"{BASE}/documents").json() if d["name"] == "notes.txt")
+    patched = server.admin("PATCH", f"{BASE}/documents/{notes['doc_biz_id']}", json={"labels": {"dept": ["it", "ops"]}})
+    assert patched.status_code == 200, patched.text
+    scoped = search(server, "What is the office wifi password?", visitor_labels=[{"name": "dept", "values": ["ops"]}])
+    assert scoped["passages"][0]["doc_name"] == "notes.txt"
+
+
 @pytest.mark.parametrize(
     "method, path, kwargs, status, code",
     [
@@ -146,6 +161,8 @@ def test_a_damaged_document_fails_with_its_reason(server):
         ("POST", f"{BASE}/refer", {"json": {"ids": ["not-a-number"]}}, 400, "bad_request"),
         ("GET", "/admin/apps/no-such-app/kb/documents", {}, 404, "not_found"),
         ("DELETE", f"{BASE}/documents/123", {}, 404, "not_found"),
+        ("PATCH", f"{BASE}/documents/123", {"json": {"labels": {}}}, 404, "not_found"),
+        ("PATCH", f"{BASE}/qa/123", {"json": {"answer": "A."}}, 404, "not_found"),
     ],
 )
 def test_bad_requests_get_clear_errors(server, method, path, kwargs, status, code):

@@ -48,9 +48,7 @@ def _ids(params: Params, name: str) -> list[int]:
     values = params.strings(name)
     if not values:
         raise CloudApiError("MissingParameter", f"The request is missing a required parameter `{name}`.")
-    if not all(v.isdigit() and len(v) <= 20 for v in values):
-        raise invalid_value(name, "must hold strings of decimal digits")
-    return [int(v) for v in values]
+    return [decimal_id(v, name) for v in values]
 
 
 def decimal_id(value: str, name: str) -> int:
@@ -142,7 +140,7 @@ def _doc_item(document: Any, attributes: list[AttributeEntity]) -> dict[str, Any
         "FileType": document.file_type, "CosUrl": "", "UpdateTime": str(document.updated_at // 1000),
         "CreateTime": str(document.created_at // 1000), "Status": status, "StatusDesc": description,
         "Reason": document.reason, "IsRefer": True, "WebUrl": document.url, "DocSize": str(document.size),
-        "AttrRange": 2 if document.labels else 1,
+        "AttrRange": document.attr_range,
         "AttrLabels": _attr_labels(document.labels, attributes),
         "IsAllowDelete": True, "IsAllowRefer": True, "Processing": [1] if document.status == "learning" else [],
     }
@@ -181,7 +179,7 @@ async def list_qa(params: Params, services: Services) -> dict[str, Any]:
             {
                 "QaBizId": str(p.id), "Question": p.question, "Answer": p.answer, "Source": 2, "SourceDesc": "",
                 "UpdateTime": str(p.updated_at // 1000), "CreateTime": str(p.created_at // 1000), "Status": 2,
-                "StatusDesc": "", "IsAllowEdit": True, "IsAllowDelete": True, "AttrRange": 2 if p.labels else 1,
+                "StatusDesc": "", "IsAllowEdit": True, "IsAllowDelete": True, "AttrRange": p.attr_range,
                 "AttrLabels": _attr_labels(p.labels, attributes),
                 "SimilarQuestionNum": len(p.similar_questions),
                 "SimilarQuestionTips": p.similar_questions[0] if p.similar_questions else "",

@@ -35,8 +35,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.engine.apps import App
-from parley.knowledge.attributes import AttributeEntity, LabelError, LabelInput, LabelNotFound
 from parley.faces.console.admin import error_response, guarded, json_body, json_response
+from parley.knowledge.attributes import AttributeEntity, LabelError, LabelInput, LabelNotFound
 from parley.knowledge.labels import ScopeError
 from parley.knowledge.service import KnowledgeError, KnowledgeService
 from parley.services import Services
@@ -310,6 +310,14 @@ def _label_inputs(data: Any, *, with_ids: bool) -> list[LabelInput]:
     return inputs
 
 
+def _attribute_id(request: Request) -> int:
+    """The path's attribute id; raises LabelNotFound when it cannot be one."""
+    attr_id = _id(request, "attr_id")
+    if attr_id is None:
+        raise LabelNotFound(f"no attribute label {request.path_params['attr_id']!r}")
+    return attr_id
+
+
 def _label_error(exc: LabelError) -> Response:
     if isinstance(exc, LabelNotFound):
         return error_response(404, "not_found", str(exc))
@@ -340,11 +348,8 @@ async def create_attribute_label(request: Request, app: App, knowledge: Knowledg
 
 @with_knowledge
 async def get_attribute_label(request: Request, app: App, knowledge: KnowledgeService) -> Response:
-    attr_id = _id(request, "attr_id")
     try:
-        if attr_id is None:
-            raise LabelNotFound(f"no attribute label {request.path_params['attr_id']!r}")
-        return json_response(attribute_json(await knowledge.get_attribute(app.id, attr_id)))
+        return json_response(attribute_json(await knowledge.get_attribute(app.id, _attribute_id(request))))
     except LabelError as exc:
         return _label_error(exc)
 
@@ -354,11 +359,9 @@ async def modify_attribute_label(request: Request, app: App, knowledge: Knowledg
     data = await json_body(request)
     if isinstance(data, Response):
         return data
-    attr_id = _id(request, "attr_id")
     deleted = data.get("delete_label_ids") or []
     try:
-        if attr_id is None:
-            raise LabelNotFound(f"no attribute label {request.path_params['attr_id']!r}")
+        attr_id = _attribute_id(request)
         if not isinstance(deleted, list) or not all(str(i).isdigit() for i in deleted):
             raise LabelError("delete_label_ids must be a list of decimal ids")
         attribute = await knowledge.modify_attribute(
@@ -372,11 +375,8 @@ async def modify_attribute_label(request: Request, app: App, knowledge: Knowledg
 
 @with_knowledge
 async def delete_attribute_label(request: Request, app: App, knowledge: KnowledgeService) -> Response:
-    attr_id = _id(request, "attr_id")
     try:
-        if attr_id is None:
-            raise LabelNotFound(f"no attribute label {request.path_params['attr_id']!r}")
-        await knowledge.delete_attributes(app.id, [attr_id])
+        await knowledge.delete_attributes(app.id, [_attribute_id(request)])
     except LabelError as exc:
         return _label_error(exc)
     return Response(status_code=204)
