@@ -30,7 +30,9 @@ safe_text = st.text(alphabet=st.characters(blacklist_characters="<>"), max_size=
 @given(thought=safe_text, answer=safe_text, cuts=st.lists(st.integers(0, 120), max_size=12))
 def test_a_think_block_is_separated_however_the_stream_is_cut(thought, answer, cuts):
     text = f"<think>{thought}</think>\n{answer}"
-    assert run(split_at(text, cuts)) == (thought, answer)
+    # Models put one or two line breaks after </think>; all of them go, so an answer cannot
+    # begin with a line break of its own.
+    assert run(split_at(text, cuts)) == (thought, answer.lstrip("\n"))
 
 
 @given(answer=safe_text, cuts=st.lists(st.integers(0, 60), max_size=8))
