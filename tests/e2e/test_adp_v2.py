@@ -162,3 +162,15 @@ def test_a_body_that_is_not_json_gets_a_v2_error(parley, model):
     assert stream.names() == ["error", DONE] and stream.of("error")[0]["Error"]["Code"] == 400
     stream = post_v2_chat(parley.url, b"not json", "/adp/v2/chat")
     assert stream.names() == ["error", DONE] and stream.of("error")[0]["Error"]["Code"] == 400
+
+
+def test_a_model_failure_mid_answer_ends_with_a_v2_error(parley, model):
+    app = parley.create_app("adp-v2-failures", model="scripted-fast-timeout")
+    model.script("break off", content="Half an ans" + "wer that breaks", chunk_size=2, drop_after=3)
+    stream = post_v2_chat(parley.url, v2_body(app, "break off", Incremental=True, StreamingThrottle=1, RequestId="r-fail"))
+    names = stream.names()
+    assert names[:2] == ["request_ack", "response.created"] and "text.delta" in names
+    assert names[-2:] == ["error", DONE] and "response.completed" not in names
+    error = stream.of("error")[0]
+    assert error["Error"]["Code"] == 500 and error["Error"]["RequestId"] == "r-fail"
+    assert error["RecordId"] == stream.of("response.created")[0]["Response"]["RecordId"]

@@ -268,8 +268,11 @@ async def test_an_unknown_event_gets_an_error(server, app):
 V2_URL_PATH = "/adp/v2/chat/conn/?language=zh-CN&EIO=4&transport=websocket"
 
 
-async def v2_exchange(server: ParleyServer, token: str, request: dict[str, Any], last: set[str]) -> list[tuple[str, dict[str, Any]]]:
-    """Sends one v2 request over raw Socket.IO frames; the events received until one named in `last`."""
+async def v2_exchange(
+    server: ParleyServer, token: str, request: dict[str, Any], last: set[str], stop: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """Sends one v2 request over raw Socket.IO frames; the events received until one named in `last`.
+    With `stop`, asks for the answer to stop once its first text arrives."""
     async with websockets.connect(server.url.replace("http://", "ws://") + V2_URL_PATH) as ws:
         assert (await asyncio.wait_for(ws.recv(), 10)).startswith("0")
         await ws.send("40" + json.dumps({"token": token}))
@@ -286,6 +289,10 @@ async def v2_exchange(server: ParleyServer, token: str, request: dict[str, Any],
             events.append((name, data))
             if name in last:
                 return events
+            if stop and name == "text.delta":
+                stop = False
+                record_id = next(d["Response"]["RecordId"] for n, d in events if n == "response.created")
+                await ws.send("42" + json.dumps(["stop_generation", {"RecordId": record_id}]))
 
 
 async def test_a_v2_turn_over_the_v2_socket(server, app, model):
@@ -320,3 +327,13 @@ async def test_the_v2_socket_refuses_an_unknown_token(server):
         await ws.send('40{"token":"nope"}')
         refused = await asyncio.wait_for(ws.recv(), 10)
     assert refused.startswith("44") and json.loads(refused[2:])["data"]["code"] == 460001
+
+
+async def test_stop_generation_on_the_v2_socket_stops_the_answer(server, app, model):
+    model.script("stop v2", content="y" * 400, chunk_size=1, delay=0.05)
+    request = {"ConversationId": "c-" + "fedcba9876543210" * 2, "Incremental": True,
+               "Contents": [{"Type": "text", "Text": "stop v2"}]}
+    events = await v2_exchange(server, ws_token(server, app["app_key"]), request, {"response.completed", "error"}, stop=True)
+    completed = events[-1][1]["Response"]
+    assert events[-1][0] == "response.completed" and completed["Status"] == "stop"
+    assert len(completed["Messages"][-1]["Contents"][0]["Text"]) < 400
