@@ -25,7 +25,9 @@ from parley.faces.adp import cloudapi as adp_cloudapi
 from parley.faces.adp import docparse as adp_docparse
 from parley.faces.adp import sse as adp_sse
 from parley.faces.adp import storage as adp_storage
+from parley.faces.adp import v2_sse as adp_v2_sse
 from parley.faces.adp import ws as adp_ws
+from parley.faces.adp import ws_v2 as adp_ws_v2
 from parley.faces.cloudbase import routes as cloudbase
 from parley.faces.console import admin
 from parley.faces.console import cloudbase_admin
@@ -107,12 +109,15 @@ def build_app(settings: Settings, on_ready: Callable[[Services, App | None], Non
             settle_garbage_collector()
             yield
 
-    routes = [Route("/healthz", healthz, methods=["GET"]), *adp_sse.routes, *admin.routes, *adp_cloudapi.routes, *cloudbase.routes, *cloudbase_admin.routes, *im_routes, *knowledge_admin.routes,
+    routes = [Route("/healthz", healthz, methods=["GET"]), *adp_sse.routes, *adp_v2_sse.routes, *admin.routes, *adp_cloudapi.routes, *cloudbase.routes, *cloudbase_admin.routes, *im_routes, *knowledge_admin.routes,
               *adp_docparse.routes, *adp_storage.routes(settings.cloud_api.storage_bucket)]
     http_app = Starlette(routes=routes, lifespan=lifespan)
-    # ADP's Socket.IO endpoint sits in front; every other request (and the lifespan) goes to http_app.
-    sockets = adp_ws.AdpSocketServer(lambda: http_app.state.services, settings.cloud_api.ws_allowed_origins)
-    return HotPaths(sockets.asgi(http_app), lambda: http_app.state.services)
+    # ADP's Socket.IO endpoints (v1, v2) sit in front; every other request (and the lifespan) goes to http_app.
+    services = lambda: http_app.state.services  # noqa: E731
+    origins = settings.cloud_api.ws_allowed_origins
+    sockets = adp_ws.AdpSocketServer(services, origins)
+    sockets_v2 = adp_ws_v2.AdpV2SocketServer(services, origins)
+    return HotPaths(sockets_v2.asgi(sockets.asgi(http_app)), services)
 
 
 def settle_garbage_collector() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
-from tests.support.sse import post_chat
+from tests.support.sse import post_chat, post_v2_chat
 
 DOCUMENTS = {
     "wifi.txt": ("The office wifi password is PARLEY-2026. Guests ask the IT desk for a visitor account.", "dept=it"),
@@ -108,3 +108,36 @@ def test_a_malformed_label_gets_460024_and_stores_nothing(server, model):
     session, stream = ask(server, "kb-chat", "hello", visitor_labels=[{"name": "not a label!", "values": ["x"]}])
     assert stream.names() == ["error"] and stream.of("error")[0]["error"]["code"] == 460024
     assert server.records("kb-chat", session) == []
+
+
+@pytest.mark.parametrize("question, kind", [("What is the office wifi password?", 2), ("How do I contact support?", 1)])
+def test_v2_streams_carry_references_and_quote_infos(server, model, question, kind):
+    model.script("wifi password", content="The password is PARLEY-2026[1]. Guests ask IT[1].", chunk_size=4)
+    app = server.admin("GET", "/admin/apps/kb-chat").json()
+    body = {"ConversationId": str(uuid.uuid4()), "AppKey": app["app_key"], "VisitorId": "v1", "Incremental": True,
+            "Contents": [{"Type": "text", "Text": question}]}
+    stream = post_v2_chat(server.url, body, "/v1/qbot/chat/sse")
+    names = stream.names()
+    reply_id = next(d["Message"]["MessageId"] for d in stream.of("message.added") if d["Message"]["Type"] == "reply")
+    reference = stream.of("reference.added")[0]
+    assert reference["MessageId"] == reply_id and reference["ContentIndex"] == 0
+    item = reference["Reference"]
+    assert item["Type"] == kind and item["Index"] == 1 and item["ReferBizId"].isdigit()
+    # announced after the reply message exists (a client files it under that message) and before its text
+    reply_opened = max(i for i, n in enumerate(names) if n == "content.added")
+    last_text = max(i for i, n in enumerate(names) if n in ("text.delta", "text.replace"))
+    assert reply_opened < names.index("reference.added") < last_text
+    done = next(d["Message"] for d in stream.of("message.done") if d["Message"]["Type"] == "reply")
+    completed = stream.of("response.completed")[0]["Response"]["Messages"][-1]
+    assert done["Contents"][0]["References"][0]["ReferBizId"] == item["ReferBizId"] == \
+        completed["Contents"][0]["References"][0]["ReferBizId"]
+    if kind == 2:
+        assert item["DocRefer"]["DocName"] == "wifi.txt" and item["DocName"] == "wifi.txt"
+        assert stream.texts()["reply"] == "The password is PARLEY-2026. Guests ask IT."
+        quotes = [d["QuoteInfo"] for d in stream.of("quote_info.added")]
+        assert quotes == [{"Index": 1, "Position": 27}, {"Index": 1, "Position": 42}]
+        assert done["Contents"][0]["QuoteInfos"] == quotes == completed["Contents"][0]["QuoteInfos"]
+        assert names.index("quote_info.added") < names.index("response.completed")
+    else:
+        assert item["QaRefer"]["QaBizId"] == item["ReferBizId"] and not stream.of("quote_info.added")
+        assert stream.texts()["reply"] == "Email support@example.com."

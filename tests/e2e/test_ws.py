@@ -261,3 +261,79 @@ async def test_an_unknown_event_gets_an_error(server, app):
     finally:
         await listener.client.disconnect()
     assert name == "error" and data["error"]["code"] == 460002
+
+
+# -- ADP v2 at /adp/v2/chat/conn/: `42["request",{"Type":"request","Request":{...}}]` ------------
+
+V2_URL_PATH = "/adp/v2/chat/conn/?language=zh-CN&EIO=4&transport=websocket"
+
+
+async def v2_exchange(
+    server: ParleyServer, token: str, request: dict[str, Any], last: set[str], stop: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """Sends one v2 request over raw Socket.IO frames; the events received until one named in `last`.
+    With `stop`, asks for the answer to stop once its first text arrives."""
+    async with websockets.connect(server.url.replace("http://", "ws://") + V2_URL_PATH) as ws:
+        assert (await asyncio.wait_for(ws.recv(), 10)).startswith("0")
+        await ws.send("40" + json.dumps({"token": token}))
+        assert (await asyncio.wait_for(ws.recv(), 10)).startswith("40")
+        await ws.send("42" + json.dumps(["request", {"Type": "request", "Request": request}]))
+        events = []
+        while True:
+            frame = await asyncio.wait_for(ws.recv(), 20)
+            if frame == "2":
+                await ws.send("3")
+                continue
+            assert frame.startswith("42")
+            name, data = json.loads(frame[2:])
+            events.append((name, data))
+            if name in last:
+                return events
+            if stop and name == "text.delta":
+                stop = False
+                record_id = next(d["Response"]["RecordId"] for n, d in events if n == "response.created")
+                await ws.send("42" + json.dumps(["stop_generation", {"RecordId": record_id}]))
+
+
+async def test_a_v2_turn_over_the_v2_socket(server, app, model):
+    model.script("v2 socket", content="Answered over the v2 socket.", chunk_size=3)
+    conversation_id = "c-" + "0123456789abcdef" * 2
+    request = {"RequestId": "r-v2-socket", "ConversationId": conversation_id, "Incremental": True,
+               "Contents": [{"Type": "text", "Text": "v2 socket please"}]}
+    events = await v2_exchange(server, ws_token(server, app["app_key"], visitor="v-ws2"), request, {"response.completed", "error"})
+    names = [name for name, _ in events]
+    assert names[:2] == ["request_ack", "response.created"] and names[-2:] == ["message.done", "response.completed"]
+    assert {"message.added", "content.added", "text.delta", "message.processing"} <= set(names)
+    assert all(data["Type"] == name for name, data in events)
+    assert "".join(d["Text"] for n, d in events if n == "text.delta") == "Answered over the v2 socket."
+    acknowledged = events[0][1]["RequestAck"]
+    assert acknowledged["ConversationId"] == conversation_id and acknowledged["ExtraInfo"]["RequestId"] == "r-v2-socket"
+    assert events[-1][1]["Response"]["Status"] == "success"
+    records = server.records("ws-bot", conversation_id)  # the token's visitor and application
+    assert [r["content"] for r in records] == ["v2 socket please", "Answered over the v2 socket."]
+
+
+async def test_a_bad_v2_request_over_the_socket_gets_a_v2_error(server, app):
+    request = {"RequestId": "r-bad", "ConversationId": "short", "Contents": [{"Type": "text", "Text": "x"}]}
+    events = await v2_exchange(server, ws_token(server, app["app_key"]), request, {"error"})
+    assert events == [("error", {"Type": "error", "Error": {"Code": 400, "Message": events[0][1]["Error"]["Message"],
+                                                                "RequestId": "r-bad"}})]
+    assert "ConversationId" in events[0][1]["Error"]["Message"]
+
+
+async def test_the_v2_socket_refuses_an_unknown_token(server):
+    async with websockets.connect(server.url.replace("http://", "ws://") + V2_URL_PATH) as ws:
+        await asyncio.wait_for(ws.recv(), 10)
+        await ws.send('40{"token":"nope"}')
+        refused = await asyncio.wait_for(ws.recv(), 10)
+    assert refused.startswith("44") and json.loads(refused[2:])["data"]["code"] == 460001
+
+
+async def test_stop_generation_on_the_v2_socket_stops_the_answer(server, app, model):
+    model.script("stop v2", content="y" * 400, chunk_size=1, delay=0.05)
+    request = {"ConversationId": "c-" + "fedcba9876543210" * 2, "Incremental": True,
+               "Contents": [{"Type": "text", "Text": "stop v2"}]}
+    events = await v2_exchange(server, ws_token(server, app["app_key"]), request, {"response.completed", "error"}, stop=True)
+    completed = events[-1][1]["Response"]
+    assert events[-1][0] == "response.completed" and completed["Status"] == "stop"
+    assert len(completed["Messages"][-1]["Contents"][0]["Text"]) < 400

@@ -1,29 +1,29 @@
 """`POST /v1/qbot/chat/sse`: the ADP dialogue over HTTP server-sent events.
 
-Every answer is HTTP 200 with an event stream, rejections included (an `error` event),
-because ADP clients treat any other status as a broken turn and read errors from events.
-Headers go out at once; a keep-alive comment follows every silence of
-`keepalive_interval` seconds. A client that goes away stops reading, not the turn.
+v1 bodies (snake_case, `content`) are answered with v1 events; v2 bodies (PascalCase
+`ConversationId`, `Contents`), which adp-chat-client v0.4.0 and later post to this path in
+Private mode, are answered with v2 events (v2_sse.py). See turn_stream.py for what every
+stream has in common.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from parley.engine.errors import TurnRejected
+from parley.engine.turn import TurnInfo
+from parley.faces.adp import v2_sse
 from parley.faces.adp.errors import code_and_message
-from parley.faces.adp.render import KEEPALIVE, AdpRenderer, error_frame
+from parley.faces.adp.render import AdpRenderer, error_frame
 from parley.faces.adp.request import BadRequest, ChatRequest, parse_body, validate_chat
+from parley.faces.adp.turn_stream import answer, event_stream, single, wants_stream
+from parley.faces.adp.v2_request import looks_like_v2, looks_like_v2_bytes
 from parley.faces.streaming import EventStreamResponse, read_body
 from parley.services import Services
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
 
 PATH = "/v1/qbot/chat/sse"
 
@@ -41,78 +41,39 @@ async def chat_sse_asgi(services: Services, scope: Scope, receive: Receive, send
 
 def respond(services: Services, body: bytes) -> EventStreamResponse:
     try:
-        chat = validate_chat(parse_body(body))
+        data = parse_body(body)
     except BadRequest as exc:
-        code, message = code_and_message("bad_request", str(exc))
-        return _stream(_single(error_frame(code, message, _request_id_of(body))))
-    return _stream(answer(services, chat))
-
-
-async def answer(services: Services, chat: ChatRequest) -> AsyncIterator[bytes]:
-    """Starts the turn and renders its events until the final reply (or an error).
-
-    The stream counts against the application's open-stream limit until it ends; while the
-    turn waits in line for a slot, keep-alives flow.
-    """
-    engine = services.engine
-    idle = services.settings.keepalive_interval
+        if looks_like_v2_bytes(body):
+            return v2_sse.refuse(str(exc), "")
+        return _refuse(str(exc), "")
+    if looks_like_v2(data):
+        return v2_sse.respond_data(services, data)
     try:
-        app_id = await engine.open_stream(chat.turn.app_key)
-    except TurnRejected as exc:
-        yield _rejection(exc, chat)
-        return
-    try:
-        starting = asyncio.ensure_future(engine.start_turn(chat.turn))
-        try:
-            while not (await asyncio.wait({starting}, timeout=idle))[0]:
-                yield KEEPALIVE
-        finally:
-            if not starting.done():
-                starting.cancel()  # the client left while the turn waited for a slot
-        try:
-            info = starting.result()
-        except TurnRejected as exc:
-            yield _rejection(exc, chat)
-            return
-        stream = {"enable": True, "disable": False}.get(chat.stream, info.streaming_enabled)
-        renderer = AdpRenderer(
+        chat = validate_chat(data)
+    except BadRequest as exc:
+        return _refuse(str(exc), _request_id_of(data))
+    return event_stream(answer(services, chat, renderer_for(chat), error_frame))
+
+
+def renderer_for(chat: ChatRequest) -> Callable[[TurnInfo], AdpRenderer]:
+    """How a v1 subscriber's renderer is made for `chat` (SSE and Socket.IO alike)."""
+    def renderer(info: TurnInfo) -> AdpRenderer:
+        return AdpRenderer(
             info,
             incremental=chat.incremental,
             throttle=chat.streaming_throttle or info.streaming_throttle,
-            stream=stream,
+            stream=wants_stream(chat, info),
         )
-        async for batch in engine.event_batches(info.turn_id, idle=idle):
-            if batch is None:
-                yield KEEPALIVE
-                continue
-            data = b"".join(renderer.render(event) for event in batch)  # one write for what is waiting
-            if data:
-                yield data
-            if renderer.finished:
-                return  # nothing follows the final reply
-    finally:
-        await engine.close_stream(app_id)
+    return renderer
 
 
-def _rejection(exc: TurnRejected, chat: ChatRequest) -> bytes:
-    code, message = code_and_message(exc.kind, exc.detail)
-    return error_frame(code, message, chat.turn.request_id)
+def _refuse(detail: str, request_id: str) -> EventStreamResponse:
+    code, message = code_and_message("bad_request", detail)
+    return event_stream(single(error_frame(code, message, request_id)))
 
 
-async def _single(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
-def _stream(body: AsyncIterator[bytes]) -> EventStreamResponse:
-    return EventStreamResponse(body, headers=SSE_HEADERS)
-
-
-def _request_id_of(body: bytes) -> str:
-    """The request_id of a rejected body, when one can be read, so the error still echoes it."""
-    try:
-        data = parse_body(body)
-    except BadRequest:
-        return ""
+def _request_id_of(data: dict[str, Any]) -> str:
+    """The request_id of a rejected body, when it is usable, so that the error still echoes it."""
     value = data.get("request_id")
     return value if isinstance(value, str) and len(value) <= 255 else ""
 

@@ -24,9 +24,12 @@ import socketio
 from socketio.exceptions import ConnectionRefusedError as SocketConnectionRefused
 
 from parley.engine.errors import TurnRejected
+from parley.engine.turn import TurnInfo
 from parley.faces.adp.errors import MESSAGES, code_and_message
-from parley.faces.adp.render import AdpRenderer, error_frame
+from parley.faces.adp.render import error_frame
 from parley.faces.adp.request import BadRequest, ChatRequest, validate_chat
+from parley.faces.adp.sse import renderer_for
+from parley.faces.adp.turn_stream import Rejection, TurnRenderer
 from parley.services import Services
 
 log = logging.getLogger(__name__)
@@ -104,6 +107,8 @@ def _payload(data: Any) -> dict[str, Any] | None:
 
 
 class AdpSocketServer:
+    socketio_path = SOCKETIO_PATH
+
     def __init__(self, services: Callable[[], Services], allowed_origins: list[str] | str = "*") -> None:
         self._services = services
         self._connections: dict[str, Connection] = {}
@@ -116,6 +121,10 @@ class AdpSocketServer:
             logger=False,
             engineio_logger=False,
         )
+        self.register()
+
+    def register(self) -> None:
+        """Binds the protocol's events to their handlers."""
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
         self.sio.on("send", self.on_send)
@@ -124,7 +133,7 @@ class AdpSocketServer:
 
     def asgi(self, other_app: Any) -> socketio.ASGIApp:
         """The Socket.IO endpoint in front of `other_app`, which gets every other request."""
-        return socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path=SOCKETIO_PATH)
+        return socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path=self.socketio_path)
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -156,9 +165,16 @@ class AdpSocketServer:
             code, message = code_and_message("bad_request", str(exc))
             await self._emit_frames(sid, error_frame(code, message, request_id if isinstance(request_id, str) else ""))
             return
+        self.start(sid, connection, chat, renderer_for(chat), error_frame)
+
+    def start(
+        self, sid: str, connection: Connection, chat: ChatRequest,
+        make_renderer: Callable[[TurnInfo], TurnRenderer], rejection: Rejection,
+    ) -> None:
+        """Answers `chat` on this connection, in a task of its own."""
         if not chat.turn.visitor_labels and connection.visitor_labels:
             chat.turn.visitor_labels = connection.visitor_labels
-        task = asyncio.create_task(self._answer(sid, connection, chat))
+        task = asyncio.create_task(self._answer(sid, connection, chat, make_renderer, rejection))
         connection.tasks.add(task)
         task.add_done_callback(connection.tasks.discard)
 
@@ -177,26 +193,23 @@ class AdpSocketServer:
         message = MESSAGES.get(NO_HANDLER, "Event handler does not exist")
         await self._emit_frames(sid, error_frame(NO_HANDLER, f"{message}: {event}"))
 
-    async def _answer(self, sid: str, connection: Connection, chat: ChatRequest) -> None:
+    async def _answer(
+        self, sid: str, connection: Connection, chat: ChatRequest,
+        make_renderer: Callable[[TurnInfo], TurnRenderer], rejection: Rejection,
+    ) -> None:
         engine = self._services().engine
         try:
             info = await engine.start_turn(chat.turn)
         except TurnRejected as exc:
             code, message = code_and_message(exc.kind, exc.detail)
-            await self._emit_frames(sid, error_frame(code, message, chat.turn.request_id))
+            await self._emit_frames(sid, rejection(code, message, chat.turn.request_id))
             return
         # the answer's record id is what clients send; the question's is accepted too
         record_ids = (str(info.answer_record_id), str(info.question_record_id))
         for record_id in record_ids:
             connection.turns[record_id] = info.turn_id
         try:
-            stream = {"enable": True, "disable": False}.get(chat.stream, info.streaming_enabled)
-            renderer = AdpRenderer(
-                info,
-                incremental=chat.incremental,
-                throttle=chat.streaming_throttle or info.streaming_throttle,
-                stream=stream,
-            )
+            renderer = make_renderer(info)
             async for event in engine.events(info.turn_id):
                 if event is None:
                     continue

@@ -1,0 +1,94 @@
+"""One turn as an ADP event stream, whichever version renders it (v1 sse.py, v2 v2_sse.py).
+
+Every answer is HTTP 200 with an event stream, rejections included (an `error` event),
+because ADP clients treat any other status as a broken turn and read errors from events.
+Headers go out at once; a keep-alive comment follows every silence of
+`keepalive_interval` seconds. A client that goes away stops reading, not the turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from parley.engine.errors import TurnRejected
+from parley.engine.turn import TurnInfo
+from parley.faces.adp.errors import code_and_message
+from parley.faces.adp.render import KEEPALIVE
+from parley.faces.adp.request import ChatRequest
+from parley.faces.streaming import EventStreamResponse
+from parley.services import Services
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class TurnRenderer(Protocol):
+    finished: bool
+
+    def render(self, event: Any) -> bytes:
+        """The bytes due for `event` (b"" when nothing is); `finished` once the last is rendered."""
+
+
+Rejection = Callable[[int, str, str], bytes]
+"""Renders a refused turn: (code, message, request id) -> an error event."""
+
+
+def wants_stream(chat: ChatRequest, info: TurnInfo) -> bool:
+    """Whether to stream the answer: the request's `stream` switch, else the application's setting."""
+    return {"enable": True, "disable": False}.get(chat.stream, info.streaming_enabled)
+
+
+async def answer(
+    services: Services, chat: ChatRequest, renderer_for: Callable[[TurnInfo], TurnRenderer], rejection: Rejection
+) -> AsyncIterator[bytes]:
+    """Starts the turn and renders its events until the last (the final answer, or an error).
+
+    The stream counts against the application's open-stream limit until it ends; while the
+    turn waits in line for a slot, keep-alives flow.
+    """
+    engine = services.engine
+    idle = services.settings.keepalive_interval
+    try:
+        app_id = await engine.open_stream(chat.turn.app_key)
+    except TurnRejected as exc:
+        yield _rejected(exc, chat, rejection)
+        return
+    try:
+        starting = asyncio.ensure_future(engine.start_turn(chat.turn))
+        try:
+            while not (await asyncio.wait({starting}, timeout=idle))[0]:
+                yield KEEPALIVE
+        finally:
+            if not starting.done():
+                starting.cancel()  # the client left while the turn waited for a slot
+        try:
+            info = starting.result()
+        except TurnRejected as exc:
+            yield _rejected(exc, chat, rejection)
+            return
+        renderer = renderer_for(info)
+        async for batch in engine.event_batches(info.turn_id, idle=idle):
+            if batch is None:
+                yield KEEPALIVE
+                continue
+            data = b"".join(renderer.render(event) for event in batch)  # one write for what is waiting
+            if data:
+                yield data
+            if renderer.finished:
+                return  # nothing follows the last event
+    finally:
+        await engine.close_stream(app_id)
+
+
+def _rejected(exc: TurnRejected, chat: ChatRequest, rejection: Rejection) -> bytes:
+    code, message = code_and_message(exc.kind, exc.detail)
+    return rejection(code, message, chat.turn.request_id)
+
+
+async def single(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def event_stream(body: AsyncIterator[bytes]) -> EventStreamResponse:
+    return EventStreamResponse(body, headers=SSE_HEADERS)
