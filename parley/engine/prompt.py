@@ -99,5 +99,9 @@ def fit_text(text: str, tokens: int) -> str:
 
 
 def documents_material(documents: list[tuple[str, str]]) -> str:
-    """Attached documents as the model reads them: each file's name, then its text."""
-    return "\n\n".join(f"[Attached document: {name}]\n{text}" for name, text in documents)
+    """Attached documents as the model reads them: each file's name, then its text. A file
+    with no text (a photo) is named, so the model knows it was sent but cannot see it."""
+    return "\n\n".join(
+        f"[Attached document: {name}]\n{text}" if text.strip() else f"[Attached file: {name} (no text could be read from it)]"
+        for name, text in documents
+    )
