@@ -27,7 +27,7 @@ class Section:
     page: int | None = None
     """1-based page number (PDF) or slide number (PPTX)."""
     sheet: str | None = None
-    """Worksheet name (XLSX)."""
+    """Worksheet name (XLSX, XLS)."""
     headings: tuple[str, ...] = ()
     """The heading path above the text (Markdown, HTML, DOCX)."""
     offset: int = 0
@@ -312,7 +312,7 @@ def parse_pptx(data: bytes) -> ParsedDocument:
         for shape in slide.shapes:
             if shape.has_text_frame:
                 lines.extend(p.strip() for p in shape.text_frame.text.split("\n") if p.strip())
-            elif getattr(shape, "has_table", False) and shape.has_table:
+            elif getattr(shape, "has_table", False):  # graphic frames only have the attribute
                 for row in shape.table.rows:
                     cells = [cell.text.strip() for cell in row.cells if cell.text.strip()]
                     if cells:
