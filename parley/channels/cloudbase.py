@@ -350,9 +350,9 @@ class CloudBaseChannel:
     ) -> TurnRequest:
         """The engine's request for a message in a conversation.
 
-        The conversation's stored records are its context; the `history` a client sends
-        stands in only while the conversation has no answered turn of its own (a client
-        that kept the conversation elsewhere), so nothing is counted twice.
+        The conversation's stored records are its context, unless the client sends a
+        `history`: that is the conversation so far as the client keeps it, and the model sees
+        it instead of the stored turns (never both, so nothing is counted twice).
         """
         return TurnRequest(
             app_key=bot.app.app_key,

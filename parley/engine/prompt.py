@@ -54,11 +54,13 @@ def build_messages(
 ) -> list[ChatMessage]:
     """The chat messages for one turn, the oldest history dropped first to fit the context.
 
-    `client_history` (pairs a client sent along) stands in only when the session has no
-    answered turns of its own, so nothing is counted twice. `material` (attached documents,
-    retrieved knowledge) goes before the question and is cut to what the context leaves.
+    `client_history` (pairs a client sent along, as the conversation so far) replaces the
+    session's stored history for this turn when it is not empty: the client that keeps the
+    conversation itself says what the model should see, and turns it resends that were also
+    stored are not counted twice. `material` (attached documents, retrieved knowledge) goes
+    before the question and is cut to what the context leaves.
     """
-    pairs = history_pairs(history) or list(client_history or [])
+    pairs = list(client_history) if client_history else history_pairs(history)
     pairs = pairs[-depth:] if depth > 0 else []
     budget = context_window - reserve_for_answer - estimate_tokens(system_role) - estimate_tokens(question)
     if material:
@@ -97,5 +99,9 @@ def fit_text(text: str, tokens: int) -> str:
 
 
 def documents_material(documents: list[tuple[str, str]]) -> str:
-    """Attached documents as the model reads them: each file's name, then its text."""
-    return "\n\n".join(f"[Attached document: {name}]\n{text}" for name, text in documents)
+    """Attached documents as the model reads them: each file's name, then its text. A file
+    with no text (a photo) is named, so the model knows it was sent but cannot see it."""
+    return "\n\n".join(
+        f"[Attached document: {name}]\n{text}" if text.strip() else f"[Attached file: {name} (no text could be read from it)]"
+        for name, text in documents
+    )

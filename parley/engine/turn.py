@@ -61,7 +61,7 @@ class TurnRequest:
     file_infos: list[dict[str, Any]] = field(default_factory=list)
     visitor_labels: list[dict[str, Any]] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)
-    """(question, answer) pairs the client sent along; used when the session has none stored."""
+    """(question, answer) pairs the client sent along; when given, the model sees them instead of the stored history."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,9 +1,11 @@
 """Documents to text sections that remember where they came from.
 
-Each file type has a parser built on a well-kept library (pypdf, python-docx, openpyxl,
-markdown-it-py, BeautifulSoup with markdownify, the csv module). A parser returns
-`Section`s: a run of text with its page, sheet or heading path. Parsers register by file
-extension through `register_parser`, so a new type never edits the pipeline.
+Each file type has a parser built on a well-kept library (pypdf, python-docx, python-pptx,
+openpyxl, xlrd, markdown-it-py, BeautifulSoup with markdownify, the csv module). A parser
+returns `Section`s: a run of text with its page, slide, sheet or heading path. Parsers
+register by file extension through `register_parser`, so a new type never edits the
+pipeline. A file attached to a chat may also be an image (`attachment_text`): its text is
+what it shows as text (an SVG's), else nothing.
 
 Parsing is CPU work: call `parse_file` from a worker thread.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import csv
 import io
+import mimetypes
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +25,9 @@ from pathlib import Path
 class Section:
     text: str
     page: int | None = None
-    """1-based page number (PDF)."""
+    """1-based page number (PDF) or slide number (PPTX)."""
     sheet: str | None = None
-    """Worksheet name (XLSX)."""
+    """Worksheet name (XLSX, XLS)."""
     headings: tuple[str, ...] = ()
     """The heading path above the text (Markdown, HTML, DOCX)."""
     offset: int = 0
@@ -84,6 +88,50 @@ def parse_bytes(name: str, data: bytes) -> ParsedDocument:
         section.offset = offset
         offset += len(section.text) + len(SECTION_GAP)
     return document
+
+
+IMAGE_TYPES = frozenset({"png", "jpg", "jpeg", "bmp", "webp", "gif", "tif", "tiff", "ico", "heic", "svg"})
+"""Image extensions a chat may attach: accepted with whatever text they carry, even none."""
+
+
+def attachment_text(name: str, data: bytes) -> str:
+    """The text of a file attached to a chat: a document's text, or an image's ("" when it
+    shows none). Raises ParseError for a document that cannot be read."""
+    kind = file_type(name)
+    if kind in IMAGE_TYPES and kind not in _parsers:
+        return ""
+    try:
+        return parse_bytes(name, data).text
+    except ParseError:
+        if kind in IMAGE_TYPES:  # an SVG without text is still a picture
+            return ""
+        raise
+
+
+_MIME_TYPES = mimetypes.MimeTypes()  # the built-in table only, the same on every machine
+for _mime, _ext in {
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+    "text/markdown": ".md",
+    "image/x-icon": ".ico",
+}.items():
+    _MIME_TYPES.add_type(_mime, _ext, strict=False)
+
+
+def extension_for_type(file_type: str) -> str:
+    """A file extension for a type as clients name it: an extension (`pdf`) stays as it is; a
+    MIME type (`image/svg+xml`) or its subtype alone (`svg+xml`, as adp-chat-client sends
+    it) becomes its usual extension (`svg`). Anything else is returned lower-cased."""
+    value = file_type.strip().lower().lstrip(".")
+    if value.isascii() and value.isalnum():
+        return value
+    candidates = [value] if "/" in value else [f"{major}/{value}" for major in ("image", "application", "text")]
+    for mime in candidates:
+        extension = _MIME_TYPES.guess_extension(mime, strict=False)
+        if extension:
+            return extension.lstrip(".")
+    return value
 
 
 def parse_file(path: Path, name: str | None = None) -> ParsedDocument:
@@ -159,6 +207,27 @@ def parse_html(data: bytes) -> ParsedDocument:
     return ParsedDocument(markdown_sections(markdown), title)
 
 
+# --- SVG: XML whose text is in <title>, <desc> and <text> ------------------------------------
+
+
+SVG_TEXT = ("title", "desc", "text")
+
+
+def parse_svg(data: bytes) -> ParsedDocument:
+    """The text an SVG shows or describes. html.parser never resolves entities or DTDs, so a
+    hostile file cannot reach other files or blow up in memory."""
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # on purpose: see above
+        soup = BeautifulSoup(decode_text(data), "html.parser")
+    for tag in soup(["script", "style"]):
+        tag.decompose()
+    lines = [" ".join(element.get_text(" ").split()) for element in soup.find_all(SVG_TEXT)]
+    title = soup.find("title")
+    return ParsedDocument([Section("\n".join(line for line in lines if line))], title.get_text(strip=True) if title else "")
+
+
 # --- PDF ------------------------------------------------------------------------------------
 
 
@@ -229,7 +298,34 @@ def parse_docx(data: bytes) -> ParsedDocument:
     return ParsedDocument(sections, title)
 
 
-# --- tables: XLSX and CSV -------------------------------------------------------------------
+# --- PPTX -----------------------------------------------------------------------------------
+
+
+def parse_pptx(data: bytes) -> ParsedDocument:
+    """One section per slide: its shapes' text (tables row by row), then its notes."""
+    from pptx import Presentation
+
+    presentation = Presentation(io.BytesIO(data))
+    sections = []
+    for number, slide in enumerate(presentation.slides, 1):
+        lines: list[str] = []
+        for shape in slide.shapes:
+            if shape.has_text_frame:
+                lines.extend(p.strip() for p in shape.text_frame.text.split("\n") if p.strip())
+            elif getattr(shape, "has_table", False):  # graphic frames only have the attribute
+                for row in shape.table.rows:
+                    cells = [cell.text.strip() for cell in row.cells if cell.text.strip()]
+                    if cells:
+                        lines.append(" | ".join(cells))
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            notes = slide.notes_slide.notes_text_frame.text.strip()
+            if notes:
+                lines.append(notes)
+        sections.append(Section("\n".join(lines), page=number))
+    return ParsedDocument(sections, presentation.core_properties.title or "")
+
+
+# --- tables: XLSX, XLS and CSV --------------------------------------------------------------
 
 
 def _table_rows(rows: Iterable[Iterable[object]]) -> list[str]:
@@ -263,6 +359,21 @@ def parse_xlsx(data: bytes) -> ParsedDocument:
     return ParsedDocument(sections)
 
 
+def parse_xls(data: bytes) -> ParsedDocument:
+    """The old binary Excel format (xlrd reads only that one)."""
+    import xlrd
+
+    workbook = xlrd.open_workbook(file_contents=data, on_demand=True)
+    try:
+        sections = [
+            Section("\n".join(_table_rows(sheet.row_values(i) for i in range(sheet.nrows))), sheet=sheet.name)
+            for sheet in workbook.sheets()
+        ]
+    finally:
+        workbook.release_resources()
+    return ParsedDocument(sections)
+
+
 def parse_csv(data: bytes) -> ParsedDocument:
     text = decode_text(data)
     try:
@@ -273,10 +384,13 @@ def parse_csv(data: bytes) -> ParsedDocument:
     return ParsedDocument([Section("\n".join(_table_rows(rows)))])
 
 
-register_parser(["txt", "text"], parse_txt)
+register_parser(["txt", "text", "json"], parse_txt)
 register_parser(["md", "markdown"], parse_markdown)
 register_parser(["html", "htm"], parse_html)
 register_parser(["pdf"], parse_pdf)
 register_parser(["docx"], parse_docx)
+register_parser(["pptx"], parse_pptx)
 register_parser(["xlsx"], parse_xlsx)
+register_parser(["xls"], parse_xls)
+register_parser(["svg"], parse_svg)
 register_parser(["csv"], parse_csv)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parley.ids import new_id
-from parley.knowledge.parse import ParseError, parse_bytes
+from parley.knowledge.parse import ParseError, attachment_text, extension_for_type
 from parley.store.objects import ObjectError, ObjectStore, clean_key, etag_of
 from parley.store.realtime_docs import RealtimeDocRepository, RealtimeDocRow
 
@@ -88,8 +88,9 @@ class RealtimeDocuments:
         knowledge base (SaveDoc)."""
         if kind not in ("realtime", "offline"):
             raise DocumentError("the storage type must be realtime or offline")
+        file_type = extension_for_type(file_type)  # "svg+xml" (a MIME subtype) -> "svg"
         if not FILE_TYPE.match(file_type):
-            raise DocumentError("FileType must be a file extension of 1-16 letters or digits")
+            raise DocumentError("FileType must be a file extension of 1-16 letters or digits, or a MIME type")
         now = int(time.time())
         expires = now + int(self.upload_ttl)
         name = f"{secrets.token_hex(16)}.{file_type.lower()}"
@@ -144,6 +145,7 @@ class RealtimeDocuments:
         data = await self.objects.get(key)
         if data is None:
             raise DocumentError("nothing has been uploaded at cos_url")
+        file_type = extension_for_type(file_type)
         name = file_name if "." in file_name else f"{file_name}.{file_type}"
         row = RealtimeDocRow(
             id=new_id(), app_id=app_id, session_id=session_id, file_name=file_name, file_type=file_type,
@@ -151,8 +153,7 @@ class RealtimeDocuments:
             created_at=int(time.time() * 1000),
         )
         try:
-            document = await asyncio.to_thread(parse_bytes, name, data)
-            row.text = document.text[: self.max_chars]
+            row.text = (await asyncio.to_thread(attachment_text, name, data))[: self.max_chars]
         except ParseError as exc:
             row.status, row.error_message = "failed", str(exc)[:1024]
         await self._repo.add(row)

@@ -130,8 +130,10 @@ def test_the_cloudbase_js_sdk_chats_keeps_records_feedback_and_conversations(ser
     bot = Bot(server, "cb-js", greeting="Hi, I plan trips.", description="A travel helper",
               opening_questions=["Where to?"])
     model.script("js text stream", content="Paris is lovely in spring.")
-    model.script("js data stream", content="Second answer here", usage={"prompt_tokens": 11, "completion_tokens": 4})
+    # The model's own counts are under Parley's running estimate: the stream must not go back on it.
+    model.script("js data stream", content="Second answer here", usage={"prompt_tokens": 2, "completion_tokens": 1})
     model.script("js thinking please", reasoning="let me think", content="Thought through.", think_tags=True)
+    model.script("js what is my name", content="Ada.")
     model.script("follow-up questions", content="What to pack?\nWhere to stay?\nHow to get there?")
 
     result = subprocess.run(
@@ -161,7 +163,12 @@ def test_the_cloudbase_js_sdk_chats_keeps_records_feedback_and_conversations(ser
     assert {c["record_id"] for c in chunks} == {out["recordId"]}
     assert all(c["role"] == "assistant" and c["type"] == "text" and c["model"] == "scripted" for c in chunks)
     assert all(c["version"] == "test-1" and c["knowledge_base"] == [] for c in chunks)
-    assert chunks[-1]["usage"] == {"promptTokens": 11, "completionTokens": 4, "totalTokens": 15}
+    # usage as the seed documents it: promptTokens the same in every chunk, completionTokens cumulative
+    usage = [c["usage"] for c in chunks]
+    assert len({u["promptTokens"] for u in usage}) == 1 and usage[0]["promptTokens"] > 2
+    completion = [u["completionTokens"] for u in usage]
+    assert completion == sorted(completion) and completion[0] > 0
+    assert all(u["totalTokens"] == u["promptTokens"] + u["completionTokens"] for u in usage)
 
     thinking = [c for c in out["thinkingChunks"] if c["type"] == "thinking"]
     assert "".join(c["reasoning_content"] for c in thinking) == "let me think"
@@ -204,6 +211,24 @@ def test_the_cloudbase_js_sdk_chats_keeps_records_feedback_and_conversations(ser
     assert "AGENT_INVALID_PARAM" in errors["recordsWithoutSort"]
     assert "INVALID_CREDENTIALS" in errors["badKey"]
 
+    # What the model received: the client's history when it sends one (even over stored turns),
+    # the conversation's stored turns when it sends none; never both.
+    def sent_for(question: str) -> list[tuple[str, str]]:
+        request = next(r for r in model.stats()["requests"] if r["messages"][-1]["content"] == question)
+        return [(m["role"], m["content"]) for m in request["messages"] if m["role"] != "system"]
+
+    assert sent_for("js data stream") == [
+        ("user", "js text stream"), ("assistant", "Paris is lovely in spring."), ("user", "js data stream"),
+    ]
+    assert sent_for("js thinking please") == [
+        ("user", "js text stream"), ("assistant", "Paris is lovely in spring."),
+        ("user", "js data stream"), ("assistant", "Second answer here"), ("user", "js thinking please"),
+    ]
+    assert out["told"] == "Ada."
+    assert sent_for("js what is my name") == [
+        ("user", "js my name is Ada"), ("assistant", "js Hello Ada."), ("user", "js what is my name"),
+    ]
+
     # The upvote reached the record itself, as every face sees it.
     session_records = server.records("cb-js", conversation_id)
     rated = next(r for r in session_records if r["record_id"] == out["recordId"])
@@ -215,7 +240,7 @@ def test_the_cloudbase_js_sdk_chats_keeps_records_feedback_and_conversations(ser
 
 def test_stream_starts_with_a_heartbeat_beats_while_the_model_is_silent_and_ends_with_done(server, model):
     bot = Bot(server, "cb-beat")
-    model.script("slow start", content="Finally here.", ttft=1.5, usage={"prompt_tokens": 7, "completion_tokens": 3})
+    model.script("slow start", content="Finally here.", ttft=1.5, usage={"prompt_tokens": 7, "completion_tokens": 6})
     stream = bot.send({"msg": "slow start please", "history": []})
 
     assert stream.status == 200
@@ -234,10 +259,10 @@ def test_stream_starts_with_a_heartbeat_beats_while_the_model_is_silent_and_ends
     assert [c["finish_reason"] for c in chunks] == ["continue"] * (len(chunks) - 1) + ["stop"]
     created = {c["created"] for c in chunks}
     assert len(created) == 1 and isinstance(created.pop(), int)
-    completion = [c["usage"]["completionTokens"] for c in chunks[:-1]]
+    completion = [c["usage"]["completionTokens"] for c in chunks]
     assert completion == sorted(completion) and completion[0] > 0
-    assert len({c["usage"]["promptTokens"] for c in chunks[:-1]}) == 1
-    assert chunks[-1]["usage"] == {"promptTokens": 7, "completionTokens": 3, "totalTokens": 10}
+    assert len({c["usage"]["promptTokens"] for c in chunks}) == 1
+    assert chunks[-1]["usage"]["completionTokens"] == 6  # the model's count, over the running estimate (4)
 
 
 def test_a_model_failure_mid_stream_is_an_error_chunk_then_done(server, model):
@@ -445,7 +470,7 @@ def test_the_cli_issues_keys_that_work(server, model):
     assert taken.status_code == 400 and "taken" in taken.json()["error"]["message"]
 
 
-def test_client_history_stands_in_for_a_conversation_with_none_stored(server, model):
+def test_a_client_history_reaches_the_model_instead_of_the_stored_one(server, model):
     bot = Bot(server, "cb-client-history")
     conversation_id = bot.post("/conversation", {"title": "Kept elsewhere"}).json()["conversationId"]
     history = [{"role": "user", "content": "my name is Ada"}, {"role": "assistant", "content": "Hello Ada."},
@@ -454,8 +479,16 @@ def test_client_history_stands_in_for_a_conversation_with_none_stored(server, mo
     assert bot.send({"msg": "what is my name", "conversationId": conversation_id, "history": history}).content == "Ada."
     sent = [(m["role"], m["content"]) for m in model.stats()["requests"][-1]["messages"] if m["role"] != "system"]
     assert sent == [("user", "my name is Ada"), ("assistant", "Hello Ada."), ("user", "what is my name")]
-    # once the conversation has its own answered turn, the stored history wins and nothing is doubled
+    # The conversation now has a stored turn; a history the client sends still wins over it
+    # (it is the conversation as the client keeps it), and nothing is doubled.
     model.script("and again", content="Still Ada.")
-    bot.send({"msg": "and again", "conversationId": conversation_id, "history": history})
+    edited = [{"role": "user", "content": "my name is Grace"}, {"role": "assistant", "content": "Hello Grace."}]
+    bot.send({"msg": "and again", "conversationId": conversation_id, "history": edited})
     sent = [(m["role"], m["content"]) for m in model.stats()["requests"][-1]["messages"] if m["role"] != "system"]
-    assert sent == [("user", "what is my name"), ("assistant", "Ada."), ("user", "and again")]
+    assert sent == [("user", "my name is Grace"), ("assistant", "Hello Grace."), ("user", "and again")]
+    # Without a history the stored turns are the context.
+    model.script("once more", content="Yes.")
+    bot.send({"msg": "once more", "conversationId": conversation_id, "history": []})
+    sent = [(m["role"], m["content"]) for m in model.stats()["requests"][-1]["messages"] if m["role"] != "system"]
+    assert sent == [("user", "what is my name"), ("assistant", "Ada."), ("user", "and again"),
+                    ("assistant", "Still Ada."), ("user", "once more")]

@@ -16,6 +16,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.lke.v20231130 import lke_client, models
 
+from tests.knowledge import files as samples
 from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
 from tests.support.sse import post_chat, read_by_json_type
 
@@ -154,3 +155,50 @@ def test_a_chat_naming_an_unknown_or_foreign_document_is_refused(server, app, mo
         assert stream.names() == ["error"] and stream.of("error")[0]["error"]["code"] == 400
         assert server.records("doc-bot", session) == []
     assert model.stats()["calls"] == 0
+
+
+# Each file type adp-chat-client sends, as it names it when it asks DescribeStorageCredential:
+# v0.3.1 the MIME subtype (`svg+xml`, `vnd.openxmlformats-...`), v0.6.0 the extension for the
+# types it knows (its document picker: pdf, docx, pptx, xls, xlsx, txt, md, csv, json; images
+# are sent as they are) and the subtype otherwise. docParse gets the file name's extension.
+ATTACHMENTS = [
+    pytest.param("svg+xml", "logo.svg", lambda: samples.LOGO_SVG.encode(), "Talk to us", id="svg+xml"),
+    pytest.param("vnd.openxmlformats-officedocument.wordprocessingml.document", "policy.docx", samples.docx_bytes,
+                 "15 days of paid annual leave", id="docx-by-mime-subtype"),
+    pytest.param("pdf", "manual.pdf", samples.pdf_bytes, "battery lasts twelve hours", id="pdf"),
+    pytest.param("pptx", "roadmap.pptx", samples.pptx_bytes, "Ship the v2 face in June.", id="pptx"),
+    pytest.param("xls", "tea.xls", samples.xls_bytes, "Price per cup: 12 yuan", id="xls"),
+    pytest.param("xlsx", "prices.xlsx", samples.xlsx_bytes, "Price per kilo: 3 yuan", id="xlsx"),
+    pytest.param("txt", "notes.txt", lambda: samples.NOTES_TXT.encode(), "parley-guest-2024", id="txt"),
+    pytest.param("md", "guide.md", lambda: samples.GUIDE_MD.encode(), "press Reset password", id="md"),
+    pytest.param("csv", "stores.csv", samples.csv_bytes, "朝阳区建国路88号", id="csv"),
+    pytest.param("json", "settings.json", lambda: samples.SETTINGS_JSON.encode(), "Welcome aboard", id="json"),
+    pytest.param("png", "photo.png", lambda: samples.PNG, None, id="png-without-text"),
+]
+
+
+@pytest.mark.parametrize(("file_type", "name", "build", "expected"), ATTACHMENTS)
+def test_every_file_type_the_official_client_sends_is_uploaded_parsed_and_read(server, app, model, file_type, name, build, expected):
+    grant = credential_for(server, app, file_type)
+    extension = name.rsplit(".", 1)[-1]
+    assert grant["UploadPath"].endswith("." + extension)
+    s3_for(server, grant).put_object(Bucket=grant["Bucket"], Key=grant["UploadPath"], Body=build())
+    session = "s-" + extension
+    final = doc_parse(server, parse_body(app, grant, session_id=session, name=name))[-1]["payload"]
+    assert final["status"] == "SUCCESS", final
+    info = {"file_name": name, "file_size": "1", "file_url": grant["FileUrl"], "file_type": extension, "doc_id": final["doc_id"]}
+    stream = post_chat(server.url, {"bot_app_key": app["app_key"], "visitor_biz_id": "v-doc", "session_id": session,
+                                    "content": "what is in it?", "file_infos": [info]})
+    assert stream.status == 200 and stream.answer_replies
+    prompt = model.stats()["requests"][-1]["messages"][-1]["content"]
+    if expected is None:  # a picture: the model is told it was attached, and that it shows no text
+        assert prompt == f"[Attached file: {name} (no text could be read from it)]\n\nwhat is in it?"
+    else:
+        assert prompt.startswith(f"[Attached document: {name}]\n") and expected in prompt
+
+
+def test_an_old_binary_office_file_is_accepted_and_fails_to_parse_with_a_reason(server, app):
+    grant = credential_for(server, app, "msword")  # v0.3.1's FileType for a .doc
+    s3_for(server, grant).put_object(Bucket=grant["Bucket"], Key=grant["UploadPath"], Body=b"\xd0\xcf\x11\xe0 old word")
+    final = doc_parse(server, parse_body(app, grant, name="old.doc"))[-1]["payload"]
+    assert final["status"] == "FAILED" and "unsupported file type 'doc'" in final["error_message"]

@@ -27,6 +27,14 @@ def test_history_depth_keeps_the_latest_pairs():
     assert [(m.role, m.content) for m in messages] == [("system", "role"), ("user", "q3"), ("assistant", "a3"), ("user", "now")]
 
 
+def test_a_client_history_replaces_the_stored_one_and_an_empty_one_does_not():
+    client = [("my name is Ada", "Hello Ada.")]
+    sent = build_messages("", HISTORY, "now", depth=5, context_window=4096, reserve_for_answer=100, client_history=client)
+    assert [(m.role, m.content) for m in sent] == [("user", "my name is Ada"), ("assistant", "Hello Ada."), ("user", "now")]
+    stored = build_messages("", HISTORY, "now", depth=5, context_window=4096, reserve_for_answer=100, client_history=[])
+    assert [m.content for m in stored] == ["q1", "a1", "q3", "a3", "now"]
+
+
 def test_the_oldest_history_goes_first_when_the_context_is_small():
     long = [record(1, True, "x " * 400), record(2, False, "y " * 400, related=1), record(3, True, "q"), record(4, False, "a", related=3)]
     budget = estimate_tokens("q") + estimate_tokens("a") + estimate_tokens("now") + 20

@@ -100,3 +100,43 @@ def write_all(directory: Path) -> dict[str, Path]:
         path.write_bytes(data)
         paths[name] = path
     return paths
+
+
+# --- what a chat may attach besides (adp-chat-client v0.3.1 and v0.6.0) --------------------
+
+LOGO_SVG = """<?xml version="1.0"?>
+<!DOCTYPE svg [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40">
+  <title>Parley logo</title><desc>A speech bubble</desc>
+  <style>text { fill: red }</style><script>alert("not text")</script>
+  <rect width="120" height="40"/><text x="4" y="20">Talk <tspan>to us</tspan> &secret;</text>
+</svg>
+"""
+
+SETTINGS_JSON = '{"theme": "dark", "greeting": "Welcome aboard"}'
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+"""The start of a 1x1 PNG: a picture without text."""
+
+
+def pptx_bytes() -> bytes:
+    from pptx import Presentation
+
+    presentation = Presentation()
+    slide = presentation.slides.add_slide(presentation.slide_layouts[1])
+    slide.shapes.title.text = "Roadmap"
+    slide.placeholders[1].text = "Ship the v2 face in June."
+    slide.notes_slide.notes_text_frame.text = "Mention the beta users."
+    second = presentation.slides.add_slide(presentation.slide_layouts[5])
+    second.shapes.title.text = "Budget"
+    table = second.shapes.add_table(2, 2, 0, 0, 100, 100).table
+    table.cell(0, 0).text, table.cell(0, 1).text = "Item", "Cost"
+    table.cell(1, 0).text, table.cell(1, 1).text = "Servers", "300 yuan"
+    buffer = io.BytesIO()
+    presentation.save(buffer)
+    return buffer.getvalue()
+
+
+def xls_bytes() -> bytes:
+    """An old binary Excel file (written once with xlwt; sheet "Tea")."""
+    return (Path(__file__).parent / "data" / "tea.xls").read_bytes()

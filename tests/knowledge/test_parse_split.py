@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from parley.knowledge.parse import ParseError, parse_bytes
+from parley.knowledge.parse import ParseError, attachment_text, extension_for_type, parse_bytes
 from parley.knowledge.split import split_document
 from tests.knowledge import files
 
@@ -90,3 +90,50 @@ def test_unsupported_and_damaged_files_raise_a_clear_error():
         parse_bytes("broken.pdf", b"%PDF-1.4 this is not really a pdf")
     with pytest.raises(ParseError, match="no text"):
         parse_bytes("empty.md", b"   \n\n")
+
+
+# --- what a chat may attach besides ------------------------------------------------------------
+
+
+def test_svg_gives_its_text_and_nothing_it_does_not_show():
+    document = parse_bytes("logo.svg", files.LOGO_SVG.encode())
+    assert document.title == "Parley logo"
+    assert document.text.split("\n")[:3] == ["Parley logo", "A speech bubble", "Talk to us &secret"]
+    assert "alert" not in document.text and "fill" not in document.text  # script and style are not text
+    assert "root:" not in document.text  # the external entity is never resolved
+
+
+def test_pptx_slides_with_tables_and_notes_and_old_xls_sheets():
+    slides = parse_bytes("roadmap.pptx", files.pptx_bytes())
+    assert [(s.page, s.text) for s in slides.sections] == [
+        (1, "Roadmap\nShip the v2 face in June.\nMention the beta users."),
+        (2, "Budget\nItem | Cost\nServers | 300 yuan"),
+    ]
+    sheets = parse_bytes("tea.xls", files.xls_bytes())
+    assert [(s.sheet, s.text) for s in sheets.sections] == [
+        ("Tea", "Name | Price per cup\nName: Oolong; Price per cup: 12 yuan\nName: 龙井; Price per cup: 18 元"),
+    ]
+    assert parse_bytes("settings.json", files.SETTINGS_JSON.encode()).text == files.SETTINGS_JSON
+
+
+def test_an_attached_picture_is_accepted_with_no_text_and_a_document_still_must_read():
+    assert attachment_text("photo.png", files.PNG) == ""
+    assert attachment_text("blank.svg", b'<svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>') == ""
+    assert attachment_text("logo.svg", files.LOGO_SVG.encode()).startswith("Parley logo")
+    with pytest.raises(ParseError, match="could not read pdf"):
+        attachment_text("broken.pdf", b"%PDF-1.4 not really")
+    with pytest.raises(ParseError, match="unsupported file type 'doc'"):
+        attachment_text("old.doc", b"\xd0\xcf\x11\xe0")
+
+
+@pytest.mark.parametrize(
+    ("sent", "extension"),
+    [
+        ("svg+xml", "svg"), ("image/svg+xml", "svg"), ("jpeg", "jpeg"), ("PNG", "png"), (".pdf", "pdf"),
+        ("vnd.openxmlformats-officedocument.wordprocessingml.document", "docx"),
+        ("vnd.openxmlformats-officedocument.presentationml.presentation", "pptx"),
+        ("vnd.ms-excel", "xls"), ("x-icon", "ico"), ("text/markdown", "md"),
+    ],
+)
+def test_file_types_as_clients_name_them_become_extensions(sent, extension):
+    assert extension_for_type(sent) == extension

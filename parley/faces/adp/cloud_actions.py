@@ -307,7 +307,7 @@ async def describe_release_info(params: Params, services: Services) -> dict[str,
 
 async def describe_storage_credential(params: Params, services: Services) -> dict[str, Any]:
     app = await _app_by_id(services, params, "BotBizId")
-    file_type = params.string("FileType", required=True, max_len=16)
+    file_type = params.string("FileType", required=True, max_len=128)  # an extension or a MIME (sub)type
     public = params.boolean("IsPublic", default=True)
     type_key = params.string("TypeKey", max_len=32) or "offline"  # Tencent's default
     if type_key not in ("realtime", "offline"):

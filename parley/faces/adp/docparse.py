@@ -54,7 +54,7 @@ async def doc_parse(request: Request) -> StreamingResponse:
             raise BadRequest("session_id must match ^[a-zA-Z0-9_-]{2,64}$")
         app_key = string_field(data, "bot_app_key", 128, required=True, non_empty=True)
         bucket = string_field(data, "cos_bucket", 128)
-        file_type = string_field(data, "file_type", 16, required=True, non_empty=True)
+        file_type = string_field(data, "file_type", 128, required=True, non_empty=True)
         file_name = string_field(data, "file_name", 512, required=True, non_empty=True)
         cos_url = string_field(data, "cos_url", 1024, required=True, non_empty=True)
         for name in ("cos_hash", "e_tag", "size"):

@@ -6,12 +6,16 @@ record id, which feedback names), `model`, `version`, `type` (`thinking` for rea
 `finish_reason` (`continue`, then `stop` on the last chunk, or `content_filter` with `type:
 "finish"` when the answer was replaced by the refusal for sensitive content), `usage` and
 `knowledge_base`.
-Until the model reports its usage, `usage.completionTokens` is a running estimate of the
-text so far; the last chunk carries the usage the turn was recorded with. A failure is a
+`usage` follows the documented contract: `promptTokens` is the same in every chunk (the
+prompt's size as the engine reported it before the first chunk: its estimate, or the
+model's count if it came first) and `completionTokens` never goes down: each chunk reports
+the larger of the running estimate of the text so far and the model's own count (when the
+engine reports one, mid-stream or at the end). A failure is a
 chunk with `finish_reason: "error"` and `error: {code, message}`; `[DONE]` always ends the
 stream. When the answer draws on the knowledge base, a `type: "knowledge"` chunk comes
-first, and from then on `knowledge_base` names the sources (document names, or the
-matched question of a Q&A pair).
+first (sent once the prompt's size is known, so that it too carries the stream's
+`promptTokens`), and from then on `knowledge_base` names the sources (document names, or
+the matched question of a Q&A pair).
 """
 
 from __future__ import annotations
@@ -58,10 +62,13 @@ class ChunkRenderer:
         self.finished = False
         self._common = {"created": created, "record_id": record_id, "model": model, "version": version}
         self._prompt_tokens = 0
+        self._prompt_fixed = False  # once a chunk carried it, promptTokens stays as it was
         self._completion = TokenEstimate()
-        self._reported: tuple[int, int] | None = None  # (prompt, completion) from the engine
+        self._reported_completion = 0  # the engine's count of the answer's tokens, when it gives one
+        self._completion_sent = 0
         self._text = ""
         self._sources: list[str] = []
+        self._knowledge = "none"  # "due" once references came, "sent" once announced
 
     def render(self, event: Any) -> bytes:
         if isinstance(event, ReplyDelta):
@@ -69,13 +76,7 @@ class ChunkRenderer:
         if isinstance(event, ThoughtDelta):
             return self.thinking(event.text)
         if isinstance(event, Progress):
-            prompt = sum(p.input_tokens for p in event.procedures)
-            completion = sum(p.output_tokens for p in event.procedures)
-            if prompt or completion:
-                self._reported = (prompt, completion)
-            if prompt and not self._prompt_tokens:
-                self._prompt_tokens = prompt  # the prompt's estimate, constant over the stream
-            return b""
+            return self.progress(event)
         if isinstance(event, References):
             return self.knowledge(event.items)
         if isinstance(event, Final):
@@ -83,6 +84,15 @@ class ChunkRenderer:
         if isinstance(event, Failure):
             return self.error(turn_code(event.kind), turn_message(event.kind, event.message))
         return b""  # UserEcho: CloudBase echoes nothing
+
+    def progress(self, event: Progress) -> bytes:
+        """Takes the token counts the engine reports, and sends a knowledge chunk that waited for them."""
+        prompt = sum(p.input_tokens for p in event.procedures)
+        completion = sum(p.output_tokens for p in event.procedures)
+        if prompt and not self._prompt_fixed:
+            self._prompt_tokens = prompt
+        self._reported_completion = max(self._reported_completion, completion)
+        return self._due_knowledge() if prompt else b""
 
     def text(self, delta: str) -> bytes:
         if not delta:
@@ -92,11 +102,19 @@ class ChunkRenderer:
         return self._chunk("text", delta, "", "continue")
 
     def knowledge(self, references: tuple[dict[str, Any], ...]) -> bytes:
-        """Announces the knowledge the answer draws on (once per turn)."""
-        if self._sources:
+        """Notes the knowledge the answer draws on; it is announced once per turn, by the
+        next chunk that goes out (normally when the engine reports the prompt's size)."""
+        if self._knowledge != "none":
             return b""
         names = [r.get("doc_name") or r.get("name") or "" for r in references]
         self._sources = list(dict.fromkeys(n for n in names if n))
+        self._knowledge = "due"
+        return b""
+
+    def _due_knowledge(self) -> bytes:
+        if self._knowledge != "due":
+            return b""
+        self._knowledge = "sent"
         return self._chunk("knowledge", "", "", "continue")
 
     def thinking(self, delta: str) -> bytes:
@@ -117,22 +135,25 @@ class ChunkRenderer:
             out = self.text(rest)
         self.finished = True
         if filtered:
-            return out + self._chunk("finish", "", "", "content_filter", final=True)
-        return out + self._chunk("text", "", "", "stop", final=True)
+            return out + self._chunk("finish", "", "", "content_filter")
+        return out + self._chunk("text", "", "", "stop")
 
     def error(self, code: str, message: str) -> bytes:
         self.finished = True
-        return self._chunk("finish", "", "", "error", final=True, error={"code": code, "message": message})
+        return self._chunk("finish", "", "", "error", error={"code": code, "message": message})
 
-    def _usage(self, final: bool) -> dict[str, int]:
-        if final and self._reported is not None:
-            prompt, completion = self._reported
-        else:
-            prompt, completion = self._prompt_tokens, self._completion.tokens
+    def _usage(self) -> dict[str, int]:
+        """The usage of the stream so far: promptTokens fixed by the first chunk,
+        completionTokens never lower than in an earlier chunk."""
+        self._prompt_fixed = True
+        completion = max(self._completion_sent, self._completion.tokens, self._reported_completion)
+        self._completion_sent = completion
+        prompt = self._prompt_tokens
         return {"promptTokens": prompt, "completionTokens": completion, "totalTokens": prompt + completion}
 
-    def _chunk(self, kind: str, content: str, reasoning: str, finish: str, final: bool = False, **extra: Any) -> bytes:
-        return data_frame(
+    def _chunk(self, kind: str, content: str, reasoning: str, finish: str, **extra: Any) -> bytes:
+        due = self._due_knowledge() if kind != "knowledge" else b""
+        return due + data_frame(
             {
                 **self._common,
                 "type": kind,
@@ -140,7 +161,7 @@ class ChunkRenderer:
                 "content": content,
                 "reasoning_content": reasoning,
                 "finish_reason": finish,
-                "usage": self._usage(final),
+                "usage": self._usage(),
                 "knowledge_base": self._sources,
                 **extra,
             }

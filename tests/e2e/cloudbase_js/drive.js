@@ -77,6 +77,15 @@ async function main() {
   out.feedbackNone = await ai.bot.getFeedback({ botId, type: 'downvote', pageSize: 10, pageNumber: 1 })
   out.recordId = recordId
 
+  // A history the client keeps itself reaches the model, even though the conversation has stored turns.
+  const told = await ai.bot.sendMessage({
+    botId,
+    msg: 'js what is my name',
+    history: [{ role: 'user', content: 'js my name is Ada' }, { role: 'assistant', content: 'js Hello Ada.' }],
+    conversationId,
+  })
+  out.told = (await collect(told.textStream)).join('')
+
   const questions = await ai.bot.getRecommendQuestions({
     botId, name: 'bot', introduction: '', agentSetting: '', msg: 'js recommend', history: [],
   })

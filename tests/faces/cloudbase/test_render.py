@@ -24,10 +24,11 @@ def test_deltas_then_a_stop_chunk_with_the_recorded_usage():
         renderer.render(e)
         for e in [
             UserEcho(1, "q", 1700000000),
+            Progress("processing", (Procedure("large_language_model", "processing", 9, 0, "m"),), 1),
             ThoughtDelta("hmm", 5),
             ReplyDelta("Hello"),
             ReplyDelta(" world"),
-            Progress("success", (Procedure("large_language_model", "success", 9, 2, "m"),), 10),
+            Progress("success", (Procedure("large_language_model", "success", 9, 7, "m"),), 10),
             Final("Hello world", 1, 1700000001, True),
         ]
     )
@@ -38,9 +39,36 @@ def test_deltas_then_a_stop_chunk_with_the_recorded_usage():
         ("text", " world", "", "continue"),
         ("text", "", "", "stop"),
     ]
-    assert got[-1]["usage"] == {"promptTokens": 9, "completionTokens": 2, "totalTokens": 11}
+    assert got[-1]["usage"] == {"promptTokens": 9, "completionTokens": 7, "totalTokens": 16}
     assert {c["record_id"] for c in got} == {"42"} and {c["created"] for c in got} == {1700000000}
     assert renderer.finished
+
+
+@pytest.mark.parametrize(
+    ("reported", "final_completion"),
+    [((3, 1), 6), ((2, 40), 40)],  # a real count under the running estimate does not lower it; one over it is used
+    ids=["model-counts-fewer", "model-counts-more"],
+)
+def test_prompt_tokens_stay_fixed_and_completion_tokens_never_go_down(reported, final_completion):
+    renderer = ChunkRenderer("1", "m", "", 0)
+    events = [Progress("processing", (Procedure("large_language_model", "processing", 25, 0, "m"),), 1)]
+    events += [ReplyDelta("four") for _ in range(6)]  # one token each by the estimate
+    events += [Progress("success", (Procedure("large_language_model", "success", *reported, "m"),), 9),
+               Final("four" * 6, 1, 0, True)]
+    got = chunks(b"".join(renderer.render(e) for e in events))
+    assert {c["usage"]["promptTokens"] for c in got} == {25}
+    completion = [c["usage"]["completionTokens"] for c in got]
+    assert completion == sorted(completion) and completion[-1] == final_completion
+    assert all(c["usage"]["totalTokens"] == 25 + c["usage"]["completionTokens"] for c in got)
+
+
+def test_counts_the_model_reports_mid_stream_are_used_as_they_come():
+    renderer = ChunkRenderer("1", "m", "", 0)
+    renderer.render(Progress("processing", (Procedure("large_language_model", "processing", 25, 0, "m"),), 1))
+    renderer.render(ReplyDelta("a"))
+    renderer.render(Progress("processing", (Procedure("large_language_model", "processing", 21, 12, "m"),), 2))
+    (chunk,) = chunks(renderer.render(ReplyDelta("b")))
+    assert chunk["usage"] == {"promptTokens": 25, "completionTokens": 12, "totalTokens": 37}
 
 
 def test_a_final_text_longer_than_the_streamed_one_sends_the_rest_first():
@@ -122,8 +150,9 @@ def test_knowledge_comes_first_and_names_its_sources_from_then_on():
     out = b"".join(
         renderer.render(e)
         for e in [
-            Progress("processing", (Procedure("large_language_model", "processing", 30, 0, "m"),), 1),
+            Progress("processing", (Procedure("knowledge", "processing"),), 0),
             References(refs),
+            Progress("processing", (Procedure("large_language_model", "processing", 30, 0, "m"),), 1),
             ReplyDelta("Hi"),
             Final("Hi", 1, 1700000001, True),
         ]
@@ -131,4 +160,4 @@ def test_knowledge_comes_first_and_names_its_sources_from_then_on():
     got = chunks(out)
     assert [c["type"] for c in got] == ["knowledge", "text", "text"]
     assert all(c["knowledge_base"] == ["wifi.txt", "How do I contact support?"] for c in got)
-    assert got[1]["usage"]["promptTokens"] == 30  # the prompt's estimate, before the model reports
+    assert {c["usage"]["promptTokens"] for c in got} == {30}  # the prompt's estimate, the same in every chunk
