@@ -18,6 +18,7 @@ from parley.engine.apps import ApplicationService
 from parley.engine.engine import Engine
 from parley.engine.errors import TurnRejected
 from parley.engine.events import Failure, Final, ReplyDelta
+from parley.engine.faces import Face
 from parley.engine.turn import TurnRequest
 from parley.messaging import elements
 from parley.messaging.errors import MessagingError
@@ -96,6 +97,7 @@ class RobotResponder:
             app_key=app.app_key,
             visitor_id=f"im:{sdkappid}:{user}",
             session_id=session_id_for(sdkappid, robot, user),
+            face=Face.IM,
             content=question,
             request_id=message.msg_key,
         )

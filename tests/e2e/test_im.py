@@ -29,6 +29,7 @@ from TLSSigAPIv2 import TLSSigAPIv2
 from websockets.sync.client import connect as ws_connect
 
 from tests.support.processes import ROOT, ParleyServer, ScriptedModel, default_config, start_parley
+from tests.support.sse import post_chat
 
 APP = 1400000001
 KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
@@ -711,6 +712,18 @@ def test_a_robot_bound_to_a_missing_application_answers_with_an_error(server, im
         assert payload["src"] == 23 and payload["errorInfo"]
     finally:
         subscriber.close()
+
+
+def test_an_adp_client_naming_an_im_robot_session_does_not_reach_it(server, im, model):
+    _robot_answer(server, im, "heidi", ROBOT, "my code is 4711")
+    # The IM face's session of heidi and the robot, and its visitor id, named on the ADP face.
+    session_id = "im-" + hashlib.sha256(f"{APP}/{ROBOT}/heidi".encode()).hexdigest()[:40]
+    app_key = server.admin("GET", "/admin/apps/im-bot").json()["app_key"]
+    stream = post_chat(server.url, {"bot_app_key": app_key, "visitor_biz_id": f"im:{APP}:heidi", "session_id": session_id,
+                                    "content": "what is my code", "request_id": "r1"})
+    assert stream.status == 200 and stream.answer_replies
+    seen = [m["content"] for m in model.stats()["requests"][-1]["messages"]]
+    assert "what is my code" in seen and not any("4711" in text for text in seen), seen
 
 
 def test_user_sendmsg_endpoint_sends_as_the_signed_in_user(server, im):
