@@ -235,6 +235,21 @@ def test_a_captured_call_replayed_as_another_action_is_refused(server, client):
     assert post_raw(server, body, {**captured, "X-TC-Action": "ListQA"})["Total"] == "0"
 
 
+def test_the_sdk_may_sign_a_read_and_a_write_alike_but_a_replay_from_elsewhere_is_refused(server, client, monkeypatch):
+    app_id = call(client, "CreateApp", {"AppType": "knowledge_qa", "BaseConfig": {"Name": "sdk-same-second"}})["AppBizId"]
+    frozen = time.time()
+    monkeypatch.setattr(time, "time", lambda: frozen)  # every signature below is made in one second
+    body = {"BotBizId": app_id}
+    assert call(client, "DescribeReleaseInfo", body)["Status"] == 1
+    # The SDK's signature of that read, sent from another connection as CreateRelease: refused.
+    answer = post_raw(server, json.dumps(body), {**signed_headers(server, "DescribeReleaseInfo", json.dumps(body)),
+                                                 "X-TC-Action": "CreateRelease"})
+    assert answer["Error"]["Code"] == "AuthFailure.SignatureFailure", answer
+    # The SDK itself, on its connection, signs CreateRelease alike and is not refused.
+    assert call(client, "CreateRelease", body)["ReleaseBizId"].isdigit()
+    assert server.admin("GET", "/admin/apps/sdk-same-second").json()["published"] is True
+
+
 def test_a_captured_call_with_an_unsigned_payload_keeps_its_body(server, client, published):
     other_id = call(client, "CreateApp", {"AppType": "knowledge_qa", "BaseConfig": {"Name": "sdk-unsigned"}})["AppBizId"]
     body = json.dumps({"BotBizId": published["id"]})

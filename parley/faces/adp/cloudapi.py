@@ -71,16 +71,19 @@ def authenticate(request: Request, headers: dict[str, str], body: bytes, service
     return auth
 
 
-def bind_signature(auth: tc3.Authorization, action: str, version: str, body: bytes, services: Services) -> None:
+def bind_signature(
+    request: Request, auth: tc3.Authorization, action: str, version: str, body: bytes, services: Services
+) -> None:
     """Refuses a call that changes something on a signature already used for another call
-    (see parley.bus.signatures).
+    over another connection (see parley.bus.signatures).
 
     A signature stays acceptable while its timestamp is within `signature_max_age` of the
     clock, on either side: twice that covers its whole life.
     """
     call = hashlib.sha256(b"\0".join([action.encode(), version.encode(), hashlib.sha256(body).digest()])).digest()
     keep_for = 2 * services.settings.cloud_api.signature_max_age
-    if not services.signatures.claim(auth.signature, call, keep_for, exclusive=changes_state(action)):
+    origin = f"{request.client.host}:{request.client.port}" if request.client else None
+    if not services.signatures.claim(auth.signature, call, keep_for, exclusive=changes_state(action), origin=origin):
         raise CloudApiError(
             "AuthFailure.SignatureFailure",
             f"This signature was already used for another call; {action} needs a signature of its own "
@@ -103,7 +106,7 @@ async def cloud_api(request: Request) -> Response:
             raise CloudApiError("MissingParameter", "The request is missing the X-TC-Version header.")
         handler = CLOUD_SERVICES.resolve(action, version, auth.service if auth else None)
         if auth is not None:
-            bind_signature(auth, action, version, body, services)
+            bind_signature(request, auth, action, version, body, services)
         result = await handler(Params(_parse(body), origin=str(request.base_url).rstrip("/")), services)
     except CloudApiError as exc:
         return error_response(exc.code, exc.message, request_id)
