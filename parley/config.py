@@ -209,6 +209,11 @@ class CloudApiSettings(BaseModel):
     AuthFailure.SecretIdNotFound, unless `verify_signatures` is off."""
     signature_max_age: float = 300.0
     """Seconds X-TC-Timestamp may differ from the server's clock (Tencent's rule: five minutes)."""
+    require_signed_action: bool = False
+    """On: refuse signed calls whose SignedHeaders leave out `x-tc-action` (adp-chat-client signs
+    it; the official SDKs do not). Such a signature binds its action even against someone
+    who intercepts the request before it arrives; off, a signature that leaves the action
+    out is bound to its first call and connection (docs/adp-cloud-api.md, "Replays")."""
     verify_signatures: bool = True
     """Off: accept any call without checking its signature. Only for a private network, e.g.
     adp-chat-client in Private mode pointed at Parley; anyone who reaches the port can then

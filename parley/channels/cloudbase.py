@@ -23,6 +23,7 @@ from enum import Enum
 from typing import Any
 
 from parley.engine.apps import App, ApplicationService
+from parley.engine.faces import Face
 from parley.engine.turn import TurnRequest
 from parley.ids import new_id, new_key
 from parley.models.base import ChatMessage
@@ -358,6 +359,7 @@ class CloudBaseChannel:
             app_key=bot.app.app_key,
             visitor_id=caller.visitor_id,
             session_id=conversation.conversation_id,
+            face=Face.CLOUDBASE,
             content=message,
             request_id=request_id,
             file_infos=[_file_info(url) for url in files],
@@ -375,7 +377,7 @@ class CloudBaseChannel:
         """A page of a conversation's messages, their total and the conversation id."""
         conversation = await self.conversation(caller, bot, conversation_id)
         rows, total = await self._repo.record_page(
-            bot.app.id, conversation.conversation_id, (page_number - 1) * page_size, page_size, newest_first
+            bot.app.id, Face.CLOUDBASE, conversation.conversation_id, (page_number - 1) * page_size, page_size, newest_first
         )
         return rows, total, conversation.conversation_id
 
@@ -385,8 +387,8 @@ class CloudBaseChannel:
         found = await self._repo.record_with_session(feedback.record_id)
         if found is None:
             raise ChannelError(Problem.NOT_FOUND, f"record {feedback.record_id} does not exist")
-        record, _session_id, owner = found
-        if record.app_id != bot.app.id or (owner != caller.visitor_id and not caller.is_operator):
+        record, _session_id, owner, face = found
+        if record.app_id != bot.app.id or face != Face.CLOUDBASE or (owner != caller.visitor_id and not caller.is_operator):
             raise ChannelError(Problem.NOT_FOUND, f"record {feedback.record_id} does not exist")
         if record.is_from_self:
             raise ChannelError(Problem.INVALID, "feedback is given on the bot's answers, not on user messages")

@@ -13,6 +13,7 @@ from parley.caching import RefreshingCache
 from parley.engine.apps import AppConfig, ApplicationService
 from parley.engine.errors import ErrorKind, TurnRejected
 from parley.engine.events import ReplyMethod, UserEcho
+from parley.engine.faces import Face
 from parley.engine.limits import ConcurrencyLimiter, RateLimiter
 from parley.engine.moderation import Moderator
 from parley.engine.prompt import render_role
@@ -163,7 +164,7 @@ class Engine:
             try:
                 session, history, question_stored = await self.conversations.begin_turn(
                     app_row.id, request.session_id, request.visitor_id, question,
-                    app.history_depth * 2 if direct is None else 0,
+                    app.history_depth * 2 if direct is None else 0, face=request.face,
                 )
             except SessionOwnedElsewhere:
                 raise TurnRejected(ErrorKind.SESSION_FORBIDDEN) from None
@@ -270,9 +271,10 @@ class Engine:
             await asyncio.wait(pending, timeout=10)
 
     async def session_records(
-        self, app_id: int, session_id: str, count: int, before_id: int | None = None
+        self, app_id: int, session_id: str, count: int, before_id: int | None = None, *, face: Face
     ) -> list[RecordRow]:
-        session = await self.conversations.get_session(app_id, session_id)
+        """Records of the session `session_id` of `face` (another face's session of that name is not seen)."""
+        session = await self.conversations.get_session(app_id, session_id, face=face)
         if session is None:
             return []
         return await self.conversations.list_records(session.id, count, before_id)

@@ -37,6 +37,7 @@ from parley.engine.events import (
     ThoughtEnd,
 )
 from parley.engine.citations import CitationMarks
+from parley.engine.faces import Face
 from parley.engine.moderation import AnswerGuard, Hit
 from parley.engine.sources import KnowledgeSource
 from parley.engine.prompt import build_messages, documents_material, estimate_tokens
@@ -53,6 +54,8 @@ class TurnRequest:
     app_key: str
     visitor_id: str
     session_id: str
+    face: Face
+    """The face the session belongs to: session ids are unique only within a face."""
     content: str
     request_id: str = ""
     model_name: str | None = None

@@ -15,6 +15,7 @@ class Problem(str, Enum):
     MESSAGE_NOT_FOUND = "message_not_found"
     STREAM_MISMATCH = "stream_mismatch"
     STREAM_ENDED = "stream_ended"
+    INTERRUPT_FORBIDDEN = "interrupt_forbidden"
     INTERNAL = "internal"
 
 

@@ -18,6 +18,7 @@ from parley.engine.apps import ApplicationService
 from parley.engine.engine import Engine
 from parley.engine.errors import TurnRejected
 from parley.engine.events import Failure, Final, ReplyDelta
+from parley.engine.faces import Face
 from parley.engine.turn import TurnRequest
 from parley.messaging import elements
 from parley.messaging.errors import MessagingError
@@ -52,7 +53,7 @@ class RobotResponder:
         self._engine = engine
         self._apps = apps
         self._bindings = bindings
-        self._turns: dict[tuple[int, str], int] = {}  # (sdkappid, answer msgKey) -> turn id
+        self._turns: dict[tuple[int, str], tuple[int, str]] = {}  # (sdkappid, answer msgKey) -> (turn id, user)
         self._sessions: dict[str, _SessionQueue] = {}
 
     async def on_message(self, message: MessageRow) -> None:
@@ -62,9 +63,11 @@ class RobotResponder:
             return
         interrupted = elements.interrupted_key(message.body)
         if interrupted is not None:
-            turn_id = self._turns.get((sdkappid, interrupted))
-            if turn_id is not None:
-                self._engine.stop_turn(turn_id)
+            turn = self._turns.get((sdkappid, interrupted))
+            # The messaging service refuses strangers' interrupts; checked again here so
+            # that no path can stop another user's turn.
+            if turn is not None and (turn[1] == user or self._messaging.is_admin(sdkappid, user)):
+                self._engine.stop_turn(turn[0])
             return
         question = elements.text_of(message.body).strip()
         if not question:
@@ -94,6 +97,7 @@ class RobotResponder:
             app_key=app.app_key,
             visitor_id=f"im:{sdkappid}:{user}",
             session_id=session_id_for(sdkappid, robot, user),
+            face=Face.IM,
             content=question,
             request_id=message.msg_key,
         )
@@ -104,7 +108,7 @@ class RobotResponder:
             return
         answer = await self._messaging.open_stream(sdkappid, robot, user, [], False)
         key = (sdkappid, answer.msg_key)
-        self._turns[key] = info.turn_id
+        self._turns[key] = (info.turn_id, user)
         try:
             await self._relay(info.turn_id, sdkappid, robot, user, answer.msg_key)
         except MessagingError:

@@ -146,6 +146,7 @@ class MessagingService:
         """Stores and delivers a C2C message; returns it and whether it is new (False: a duplicate)."""
         await self._require_known(sdkappid, outgoing.from_account, Problem.SENDER_UNKNOWN)
         await self._require_known(sdkappid, outgoing.to_account, Problem.RECEIVER_UNKNOWN)
+        interrupted = await self._interrupted_by(sdkappid, outgoing)
         content_crc = zlib.crc32(orjson.dumps(outgoing.body, option=orjson.OPT_SORT_KEYS))
         seq_part = "-" if outgoing.msg_seq is None else str(outgoing.msg_seq)
         dedup_key = f"{outgoing.from_account}|{seq_part}|{outgoing.msg_random}|{content_crc}"
@@ -168,10 +169,9 @@ class MessagingService:
             except DuplicateKey:
                 raise MessagingError(Problem.INTERNAL, "another message has the same MsgSeq, MsgRandom and time") from None
         self._deliver("received", message)
+        if interrupted is not None:
+            await self._interrupt(sdkappid, interrupted)
         if elements.is_robot_id(message.to_account):
-            key = elements.interrupted_key(message.body)
-            if key is not None:
-                await self._interrupt(sdkappid, key, robot=message.to_account, user=message.from_account)
             for listener in self._listeners:
                 self._spawn(listener(message))
         return message, True
@@ -253,12 +253,37 @@ class MessagingService:
                 return None
             return await self._update_stream(stream, elements.error_body(info), True)
 
-    async def _interrupt(self, sdkappid: int, msg_key: str, robot: str, user: str) -> None:
-        """A user's interrupt ends the robot's stream as it stands; later chunks are refused."""
+    def is_admin(self, sdkappid: int, user_id: str) -> bool:
+        return user_id in self._admins.get(sdkappid, frozenset())
+
+    async def _interrupted_by(self, sdkappid: int, outgoing: Outgoing) -> MessageRow | None:
+        """The message an interrupt (`src: 22` to a robot) names, once its sender may stop it.
+
+        Only the user of that message's conversation (its sender or receiver) and the
+        application's admins may; anyone else is refused before anything is stored, and
+        an unknown MsgKey is refused alike, so that keys cannot be probed this way.
+        """
+        if not elements.is_robot_id(outgoing.to_account):
+            return None
+        key = elements.interrupted_key(outgoing.body)
+        if key is None:
+            return None
+        stream = self._streams.get((sdkappid, key))
+        target = stream.message if stream is not None else await self.repository.get_message(sdkappid, key)
+        sender = outgoing.from_account
+        if self.is_admin(sdkappid, sender) or (target is not None and sender in (target.from_account, target.to_account)):
+            return target
+        raise MessagingError(
+            Problem.INTERRUPT_FORBIDDEN,
+            f"{sender!r} may not interrupt message {key!r}: only the user of its conversation or an app admin may",
+        )
+
+    async def _interrupt(self, sdkappid: int, target: MessageRow) -> None:
+        """An interrupt ends the robot's stream as it stands; later chunks are refused."""
         try:
-            stream = await self._stream(sdkappid, robot, user, msg_key)
+            stream = await self._stream(sdkappid, target.from_account, target.to_account, target.msg_key)
         except MessagingError:
-            return
+            return  # not a robot's stream (or gone): nothing to end
         async with stream.lock:
             if stream.message.stream_state == "streaming":
                 await self._update_stream(stream, elements.stream_body(list(stream.chunks), True), True)

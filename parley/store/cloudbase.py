@@ -251,12 +251,12 @@ class CloudBaseRepository:
     # records (read only)
 
     async def record_page(
-        self, app_id: int, session_id: str, offset: int, limit: int, newest_first: bool
+        self, app_id: int, face: str, session_id: str, offset: int, limit: int, newest_first: bool
     ) -> tuple[list[RecordRow], int]:
-        """A page of a session's records in time order (or newest first) and their total."""
+        """A page of the records of `face`'s session `session_id` in time order (or newest first) and their total."""
         session_pk = (
             sa.select(sessions.c.id)
-            .where((sessions.c.app_id == app_id) & (sessions.c.session_id == session_id))
+            .where((sessions.c.app_id == app_id) & (sessions.c.face == face) & (sessions.c.session_id == session_id))
             .scalar_subquery()
         )
         condition = records.c.session_pk == session_pk
@@ -266,10 +266,15 @@ class CloudBaseRepository:
             rows = await conn.execute(records.select().where(condition).order_by(order).offset(offset).limit(limit))
             return [_row(RecordRow, r) for r in rows], int(total or 0)
 
-    async def record_with_session(self, record_id: int) -> tuple[RecordRow, str, str] | None:
-        """The record, its session id and the visitor owning that session."""
+    async def record_with_session(self, record_id: int) -> tuple[RecordRow, str, str, str] | None:
+        """The record, its session id, the visitor owning that session and the session's face."""
         query = (
-            sa.select(records, sessions.c.session_id.label("s_session_id"), sessions.c.visitor_biz_id.label("s_visitor"))
+            sa.select(
+                records,
+                sessions.c.session_id.label("s_session_id"),
+                sessions.c.visitor_biz_id.label("s_visitor"),
+                sessions.c.face.label("s_face"),
+            )
             .select_from(records.join(sessions, sessions.c.id == records.c.session_pk))
             .where(records.c.id == record_id)
         )
@@ -277,7 +282,7 @@ class CloudBaseRepository:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        return _row(RecordRow, row), row.s_session_id, row.s_visitor
+        return _row(RecordRow, row), row.s_session_id, row.s_visitor, row.s_face
 
 
 def _sender_condition(column: Any, sender: str, how: str) -> Any:

@@ -23,6 +23,16 @@ class SessionRow:
     session_id: str
     visitor_biz_id: str
     created_at: int
+    face: str
+    """The face that owns the session: (app_id, face, session_id) names it."""
+
+
+SessionKey = tuple[int, str, str]
+"""(app id, face, session id): what names a session."""
+
+
+def _key(row: SessionRow) -> SessionKey:
+    return (row.app_id, row.face, row.session_id)
 
 
 @dataclass(slots=True)
@@ -138,13 +148,13 @@ class SessionReader:
 
     def __init__(self, engine: AsyncEngine, max_batch: int = 400) -> None:
         self._engine = engine
-        self._max_batch = max_batch  # (app id, session id) pairs: two SQL parameters each
-        self._pending: dict[tuple[int, str], list[asyncio.Future[SessionRow | None]]] = {}
+        self._max_batch = max_batch  # session keys: three SQL parameters each
+        self._pending: dict[SessionKey, list[asyncio.Future[SessionRow | None]]] = {}
         self._reader: asyncio.Task[None] | None = None
 
-    async def get(self, app_id: int, session_id: str) -> SessionRow | None:
+    async def get(self, key: SessionKey) -> SessionRow | None:
         found: asyncio.Future[SessionRow | None] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault((app_id, session_id), []).append(found)
+        self._pending.setdefault(key, []).append(found)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read())
         return await found
@@ -156,11 +166,13 @@ class SessionReader:
             try:
                 async with self._engine.connect() as conn:
                     rows = await conn.execute(
-                        sessions.select().where(sa.tuple_(sessions.c.app_id, sessions.c.session_id).in_(keys))
+                        sessions.select().where(
+                            sa.tuple_(sessions.c.app_id, sessions.c.face, sessions.c.session_id).in_(keys)
+                        )
                     )
                     found = {
-                        (row.app_id, row.session_id): SessionRow(
-                            row.id, row.app_id, row.session_id, row.visitor_biz_id, row.created_at
+                        (row.app_id, row.face, row.session_id): SessionRow(
+                            row.id, row.app_id, row.session_id, row.visitor_biz_id, row.created_at, row.face
                         )
                         for row in rows
                     }
@@ -177,7 +189,7 @@ class SessionReader:
 
 
 class SessionCache:
-    """The most recently used sessions, by (app id, session id).
+    """The most recently used sessions, by (app id, face, session id).
 
     A session row never changes once created, so a cached row stays true; the cache spares
     each turn of a known session a read, and lets a new session be created inside the group
@@ -186,17 +198,17 @@ class SessionCache:
 
     def __init__(self, size: int = 10_000) -> None:
         self._size = size
-        self._rows: OrderedDict[tuple[int, str], SessionRow] = OrderedDict()
+        self._rows: OrderedDict[SessionKey, SessionRow] = OrderedDict()
 
-    def get(self, app_id: int, session_id: str) -> SessionRow | None:
-        row = self._rows.get((app_id, session_id))
+    def get(self, key: SessionKey) -> SessionRow | None:
+        row = self._rows.get(key)
         if row is not None:
-            self._rows.move_to_end((app_id, session_id))
+            self._rows.move_to_end(key)
         return row
 
     def add(self, row: SessionRow) -> SessionRow:
         """Caches `row` unless a row for its key is already there; returns the cached one."""
-        key = (row.app_id, row.session_id)
+        key = _key(row)
         existing = self._rows.get(key)
         if existing is not None:
             return existing
@@ -206,8 +218,8 @@ class SessionCache:
         return row
 
     def discard(self, row: SessionRow) -> None:
-        if self._rows.get((row.app_id, row.session_id)) is row:
-            del self._rows[(row.app_id, row.session_id)]
+        if self._rows.get(_key(row)) is row:
+            del self._rows[_key(row)]
 
 
 class ConversationRepository:
@@ -221,23 +233,25 @@ class ConversationRepository:
         self._known = known_sessions
 
     async def begin_turn(
-        self, app_id: int, session_id: str, visitor_biz_id: str, question: RecordRow, history_records: int
+        self, app_id: int, session_id: str, visitor_biz_id: str, question: RecordRow, history_records: int,
+        *, face: str,
     ) -> tuple[SessionRow, list[RecordRow], asyncio.Future[None]]:
-        """Opens (or creates) the session, reads its recent history and queues the question.
+        """Opens (or creates) the session of `face`, reads its recent history and queues the question.
 
         A new session and the question go into the group commit: the turn need not wait for
         a write before it starts, and the returned future says when the question is stored
         (the answer is recorded only after it). Raises SessionOwnedElsewhere, and writes
         nothing, when another visitor owns the session.
         """
-        session = self._sessions.get(app_id, session_id)
+        key = (app_id, face, session_id)
+        session = self._sessions.get(key)
         known = session is not None
         if session is None:
-            if self._known is None or self._known.may_exist(app_id, session_id):
-                session = await self._reader.get(app_id, session_id)
+            if self._known is None or self._known.may_exist(key):
+                session = await self._reader.get(key)
             known = session is not None
             if session is None:
-                session = SessionRow(new_id(), app_id, session_id, visitor_biz_id, question.created_at)
+                session = SessionRow(new_id(), app_id, session_id, visitor_biz_id, question.created_at, face)
             chosen = self._sessions.add(session)  # a concurrent first turn of the same session may have won
             if chosen is session and not known:
                 self._created(session)
@@ -260,7 +274,7 @@ class ConversationRepository:
 
     def _created(self, session: SessionRow) -> None:
         if self._known is not None:
-            self._known.add(session.app_id, session.session_id)
+            self._known.add(_key(session))
         stored = self._writer.add(sessions, {name: getattr(session, name) for name in SessionRow.__slots__})
 
         def forget_if_failed(done: asyncio.Future[None]) -> None:
@@ -276,8 +290,9 @@ class ConversationRepository:
     async def aclose(self) -> None:
         await self._writer.aclose()
 
-    async def get_session(self, app_id: int, session_id: str) -> SessionRow | None:
-        return self._sessions.get(app_id, session_id) or await self._reader.get(app_id, session_id)
+    async def get_session(self, app_id: int, session_id: str, *, face: str) -> SessionRow | None:
+        key = (app_id, face, session_id)
+        return self._sessions.get(key) or await self._reader.get(key)
 
     async def get_record(self, record_id: int) -> RecordRow | None:
         async with self._engine.connect() as conn:

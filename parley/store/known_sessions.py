@@ -33,14 +33,15 @@ class KnownSessions:
         async with engine.connect() as conn:
             count = (await conn.execute(select(func.count()).select_from(sessions))).scalar_one()
             known = cls(max(MIN_CAPACITY, 2 * count))
-            result = await conn.stream(select(sessions.c.app_id, sessions.c.session_id))
+            result = await conn.stream(select(sessions.c.app_id, sessions.c.face, sessions.c.session_id))
             async for rows in result.partitions(10_000):
-                for app_id, session_id in rows:
-                    known.add(app_id, session_id)
+                for app_id, face, session_id in rows:
+                    known.add((app_id, face, session_id))
         return known
 
-    def add(self, app_id: int, session_id: str) -> None:
-        self._filter.add((app_id, session_id))
+    def add(self, key: tuple[int, str, str]) -> None:
+        """Adds a session's (app id, face, session id)."""
+        self._filter.add(key)
 
-    def may_exist(self, app_id: int, session_id: str) -> bool:
-        return (app_id, session_id) in self._filter
+    def may_exist(self, key: tuple[int, str, str]) -> bool:
+        return key in self._filter

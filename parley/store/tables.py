@@ -38,10 +38,12 @@ sessions = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("app_id", sa.BigInteger, sa.ForeignKey("apps.id"), nullable=False),
+    # The face that owns the session (adp, cloudbase, im): names are unique only within a face.
+    sa.Column("face", sa.String(16), nullable=False),
     sa.Column("session_id", sa.String(64), nullable=False),
     sa.Column("visitor_biz_id", sa.String(64), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("app_id", "session_id", name="uq_sessions_app_session"),
+    sa.UniqueConstraint("app_id", "face", "session_id", name="uq_sessions_app_face_session"),
 )
 
 records = sa.Table(

@@ -144,8 +144,11 @@ def sdk_error_raw(client: lke_client.LkeClient, action: str, params: dict[str, A
     return info.value
 
 
-def signed_headers(server: ParleyServer, action: str, body: str, version: str = "2023-11-30") -> dict[str, str]:
-    """Headers the way the SDK's signer makes them (its own signing function, not ours)."""
+def signed_headers(
+    server: ParleyServer, action: str, body: str, version: str = "2023-11-30", *, unsigned: bool = False
+) -> dict[str, str]:
+    """Headers the way the SDK's signer makes them (its own signing function, not ours);
+    `unsigned` as with the SDK's `unsignedPayload`: the body is not signed."""
     from tencentcloud.common.sign import Sign
     import hashlib
     from datetime import datetime, timezone
@@ -154,14 +157,107 @@ def signed_headers(server: ParleyServer, action: str, body: str, version: str = 
     timestamp = int(time.time())
     date = datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d")
     canonical = "POST\n/\n\ncontent-type:application/json\nhost:%s\n\ncontent-type;host\n%s" % (
-        host, hashlib.sha256(body.encode()).hexdigest())
+        host, hashlib.sha256(b"UNSIGNED-PAYLOAD" if unsigned else body.encode()).hexdigest())
     to_sign = "TC3-HMAC-SHA256\n%d\n%s/lke/tc3_request\n%s" % (timestamp, date, hashlib.sha256(canonical.encode()).hexdigest())
     signature = Sign.sign_tc3(SECRET_KEY, date, "lke", to_sign)
     return {
         "Content-Type": "application/json", "Host": host, "X-TC-Action": action, "X-TC-Version": version,
         "X-TC-Timestamp": str(timestamp),
         "Authorization": f"TC3-HMAC-SHA256 Credential={SECRET_ID}/{date}/lke/tc3_request, SignedHeaders=content-type;host, Signature={signature}",
+        **({"X-TC-Content-SHA256": "UNSIGNED-PAYLOAD"} if unsigned else {}),
     }
+
+
+def web_client_headers(
+    server: ParleyServer, action: str, body: str, *, service: str = "lke", date: str | None = None,
+) -> dict[str, str]:
+    """Headers signed as adp-chat-client signs (server/util/tca.py): `x-tc-action` among the
+    signed headers, its value lower-cased in the canonical request only, as Tencent's rule
+    says; the scope's service and date as given. The signing key comes from the SDK."""
+    from tencentcloud.common.sign import Sign
+    import hashlib
+    from datetime import datetime, timezone
+
+    host = server.url.removeprefix("http://")
+    timestamp = int(time.time())
+    date = date or datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d")
+    content_type = "application/json; charset=utf-8"
+    canonical = "POST\n/\n\ncontent-type:%s\nhost:%s\nx-tc-action:%s\n\ncontent-type;host;x-tc-action\n%s" % (
+        content_type, host, action.lower(), hashlib.sha256(body.encode()).hexdigest())
+    scope = f"{date}/{service}/tc3_request"
+    to_sign = "TC3-HMAC-SHA256\n%d\n%s\n%s" % (timestamp, scope, hashlib.sha256(canonical.encode()).hexdigest())
+    signature = Sign.sign_tc3(SECRET_KEY, date, service, to_sign)
+    return {
+        "Content-Type": content_type, "Host": host, "X-TC-Action": action, "X-TC-Version": "2023-11-30",
+        "X-TC-Timestamp": str(timestamp), "X-TC-Region": "ap-guangzhou",
+        "Authorization": f"TC3-HMAC-SHA256 Credential={SECRET_ID}/{scope}, SignedHeaders=content-type;host;x-tc-action, Signature={signature}",
+    }
+
+
+def post_raw(server: ParleyServer, body: str, headers: dict[str, str]) -> dict[str, Any]:
+    response = httpx.post(server.url + "/", content=body, headers=headers)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    return response.json()["Response"]
+
+
+def test_a_call_signed_as_adp_chat_client_signs_is_accepted(server, published):
+    body = json.dumps({"AppKey": published["app_key"]})
+    answer = post_raw(server, body, web_client_headers(server, "DescribeRobotBizIDByAppKey", body))
+    assert answer.get("BotBizId") == published["id"], answer
+
+
+def test_a_scope_for_a_service_that_does_not_own_the_action_is_refused(server, published):
+    body = json.dumps({"AppKey": published["app_key"]})
+    for service in ("lkeap", "adp", "cvm"):
+        answer = post_raw(server, body, web_client_headers(server, "DescribeRobotBizIDByAppKey", body, service=service))
+        assert answer["Error"]["Code"] == "AuthFailure.InvalidAuthorization", answer
+        assert "Service" in answer["Error"]["Message"]
+
+
+def test_a_scope_dated_another_day_than_the_timestamp_is_refused(server, published):
+    body = json.dumps({"AppKey": published["app_key"]})
+    for date in ("2024-01-01", time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))):
+        answer = post_raw(server, body, web_client_headers(server, "DescribeRobotBizIDByAppKey", body, date=date))
+        assert answer["Error"]["Code"] == "AuthFailure.SignatureFailure", answer
+
+
+def test_a_captured_call_replayed_as_another_action_is_refused(server, client):
+    app_id = call(client, "CreateApp", {"AppType": "knowledge_qa", "BaseConfig": {"Name": "sdk-replayed"}})["AppBizId"]
+    body = json.dumps({"BotBizId": app_id})
+    captured = signed_headers(server, "DescribeReleaseInfo", body)  # as the SDK signs: content-type;host only
+    assert post_raw(server, body, captured)["Status"] == 1
+    # The same signature and body, sent again as CreateRelease, would publish the application.
+    answer = post_raw(server, body, {**captured, "X-TC-Action": "CreateRelease"})
+    assert answer["Error"]["Code"] == "AuthFailure.SignatureFailure", answer
+    assert server.admin("GET", "/admin/apps/sdk-replayed").json()["published"] is False
+    # Reads may share a signature (two SDK calls with one body in one second have equal ones).
+    assert post_raw(server, body, captured)["Status"] == 1
+    assert post_raw(server, body, {**captured, "X-TC-Action": "ListQA"})["Total"] == "0"
+
+
+def test_the_sdk_may_sign_a_read_and_a_write_alike_but_a_replay_from_elsewhere_is_refused(server, client, monkeypatch):
+    app_id = call(client, "CreateApp", {"AppType": "knowledge_qa", "BaseConfig": {"Name": "sdk-same-second"}})["AppBizId"]
+    frozen = time.time()
+    monkeypatch.setattr(time, "time", lambda: frozen)  # every signature below is made in one second
+    body = {"BotBizId": app_id}
+    assert call(client, "DescribeReleaseInfo", body)["Status"] == 1
+    # The SDK's signature of that read, sent from another connection as CreateRelease: refused.
+    answer = post_raw(server, json.dumps(body), {**signed_headers(server, "DescribeReleaseInfo", json.dumps(body)),
+                                                 "X-TC-Action": "CreateRelease"})
+    assert answer["Error"]["Code"] == "AuthFailure.SignatureFailure", answer
+    # The SDK itself, on its connection, signs CreateRelease alike and is not refused.
+    assert call(client, "CreateRelease", body)["ReleaseBizId"].isdigit()
+    assert server.admin("GET", "/admin/apps/sdk-same-second").json()["published"] is True
+
+
+def test_a_captured_call_with_an_unsigned_payload_keeps_its_body(server, client, published):
+    other_id = call(client, "CreateApp", {"AppType": "knowledge_qa", "BaseConfig": {"Name": "sdk-unsigned"}})["AppBizId"]
+    body = json.dumps({"BotBizId": published["id"]})
+    captured = signed_headers(server, "DescribeReleaseInfo", body, unsigned=True)
+    assert post_raw(server, body, captured)["Status"] == 3
+    answer = post_raw(server, json.dumps({"BotBizId": other_id}), {**captured, "X-TC-Action": "CreateRelease"})
+    assert answer["Error"]["Code"] == "AuthFailure.SignatureFailure", answer
+    assert server.admin("GET", "/admin/apps/sdk-unsigned").json()["published"] is False
 
 
 # -- dialogue actions ------------------------------------------------------------------------

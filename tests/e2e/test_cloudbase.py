@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.support.processes import ROOT, ParleyServer, ScriptedModel, default_config, start_parley
+from tests.support.sse import post_chat
 
 JS_DIR = Path(__file__).parent / "cloudbase_js"
 HEARTBEAT = ": heartbeat"
@@ -230,7 +231,7 @@ def test_the_cloudbase_js_sdk_chats_keeps_records_feedback_and_conversations(ser
     ]
 
     # The upvote reached the record itself, as every face sees it.
-    session_records = server.records("cb-js", conversation_id)
+    session_records = server.records("cb-js", conversation_id, face="cloudbase")
     rated = next(r for r in session_records if r["record_id"] == out["recordId"])
     assert rated["score"] == 1
 
@@ -468,6 +469,25 @@ def test_the_cli_issues_keys_that_work(server, model):
     server.create_app("cb-cli-2")
     taken = server.admin("POST", "/admin/apps/cb-cli-2/cloudbase", json={"botId": "ibot-cli-test"})
     assert taken.status_code == 400 and "taken" in taken.json()["error"]["message"]
+
+
+def test_an_adp_client_naming_a_cloudbase_conversation_lands_in_a_session_of_its_own(server, model):
+    bot = Bot(server, "cb-isolated")
+    conversation_id = bot.post("/conversation", {"title": "Private"}).json()["conversationId"]
+    model.script("my password is swordfish", content="Noted.")
+    assert bot.send({"msg": "my password is swordfish", "conversationId": conversation_id}).content == "Noted."
+    # An AppKey holder on the ADP face picks the CloudBase face's session name and visitor id.
+    app_key = server.admin("GET", "/admin/apps/cb-isolated").json()["app_key"]
+    model.script("what is my password", content="I don't know.")
+    stream = post_chat(server.url, {"bot_app_key": app_key, "visitor_biz_id": f"cloudbase:{bot.key_id}",
+                                    "session_id": conversation_id, "content": "what is my password", "request_id": "r1"})
+    assert stream.status == 200 and stream.answer_replies[-1]["content"] == "I don't know."
+    seen = [m["content"] for m in model.stats()["requests"][-1]["messages"]]
+    assert not any("swordfish" in text or "Noted." in text for text in seen), seen
+    # The CloudBase conversation holds only its own turn; the ADP turn is in the ADP session of that name.
+    records = bot.get("/records", sort="asc", conversationId=conversation_id).json()["recordList"]
+    assert [r["content"] for r in records] == ["my password is swordfish", "Noted."]
+    assert [r["content"] for r in server.records("cb-isolated", conversation_id)] == ["what is my password", "I don't know."]
 
 
 def test_a_client_history_reaches_the_model_instead_of_the_stored_one(server, model):

@@ -29,6 +29,7 @@ from TLSSigAPIv2 import TLSSigAPIv2
 from websockets.sync.client import connect as ws_connect
 
 from tests.support.processes import ROOT, ParleyServer, ScriptedModel, default_config, start_parley
+from tests.support.sse import post_chat
 
 APP = 1400000001
 KEY = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
@@ -665,6 +666,39 @@ def test_an_interrupt_stops_the_turn_and_the_model_call(server, im, model):
     assert not [m for m in history(im, "carol", ROBOT)["MsgList"] if m["MsgRandom"] == 6]  # online only
 
 
+def interrupt_of(msg_key: str) -> list[dict[str, Any]]:
+    return [{"MsgType": "TIMCustomElem", "MsgContent": {"Data": json.dumps({"chatbotPlugin": 2, "src": 22, "msgKey": msg_key})}}]
+
+
+def test_only_the_conversations_user_or_an_admin_may_interrupt_its_answer(server, im, model):
+    model.script("tell me a slow story", content=[f"part{n} " for n in range(60)], delay=0.05)
+    owner = WSSubscriber(server.url, "frank")
+    from_robot = lambda f: f["Message"]["From_Account"] == ROBOT  # noqa: E731
+    try:
+        owner.next("Ready")
+        owner.send({"Action": "sendmsg", "To_Account": ROBOT, "MsgRandom": 31, "MsgBody": text("tell me a slow story")})
+        key = owner.next("MessageReceived", where=from_robot)["Message"]["MsgKey"]
+        owner.next("MessageModified", where=lambda f: from_robot(f) and chatbot_data(f["Message"])["chunks"])
+        # Another user, on their own connection or sent by the admin as them, is refused; so is a made-up key.
+        stranger = httpx.post(f"{server.url}/im/v1/sendmsg", params={"sdkappid": APP, "identifier": "grace", "usersig": usersig("grace")},
+                              json={"To_Account": ROBOT, "MsgRandom": 32, "MsgLifeTime": 0, "MsgBody": interrupt_of(key)})
+        assert_fails(stranger.json(), 90009)
+        assert_fails(im.call("openim/sendmsg", {"From_Account": "grace", "To_Account": ROBOT, "MsgRandom": 33, "MsgBody": interrupt_of(key)}), 90009)
+        assert_fails(im.call("openim/sendmsg", {"From_Account": "grace", "To_Account": ROBOT, "MsgRandom": 34,
+                                                "MsgBody": interrupt_of("1_2_3")}), 90009)
+        seen = len(chatbot_data(history(im, "frank", ROBOT)["MsgList"][-1])["chunks"])
+        # The answer goes on growing after the refusals...
+        owner.next("MessageModified", where=lambda f: from_robot(f) and not chatbot_data(f["Message"])["isFinished"]
+                   and len(chatbot_data(f["Message"])["chunks"]) > seen)
+        # ...until an admin stops it.
+        im.ok("openim/sendmsg", {"To_Account": ROBOT, "MsgRandom": 35, "MsgLifeTime": 0, "MsgBody": interrupt_of(key)})
+        data = chatbot_data(owner.next("MessageModified", where=lambda f: from_robot(f) and chatbot_data(f["Message"])["isFinished"])["Message"])
+        assert 0 < len(data["chunks"]) < 60
+    finally:
+        owner.close()
+    assert not [m for m in history(im, "grace", ROBOT)["MsgList"] if m["MsgRandom"] in (32, 33, 34)]
+
+
 def test_a_robot_bound_to_a_missing_application_answers_with_an_error(server, im):
     subscriber = SSESubscriber(server.url, "dave")
     try:
@@ -678,6 +712,18 @@ def test_a_robot_bound_to_a_missing_application_answers_with_an_error(server, im
         assert payload["src"] == 23 and payload["errorInfo"]
     finally:
         subscriber.close()
+
+
+def test_an_adp_client_naming_an_im_robot_session_does_not_reach_it(server, im, model):
+    _robot_answer(server, im, "heidi", ROBOT, "my code is 4711")
+    # The IM face's session of heidi and the robot, and its visitor id, named on the ADP face.
+    session_id = "im-" + hashlib.sha256(f"{APP}/{ROBOT}/heidi".encode()).hexdigest()[:40]
+    app_key = server.admin("GET", "/admin/apps/im-bot").json()["app_key"]
+    stream = post_chat(server.url, {"bot_app_key": app_key, "visitor_biz_id": f"im:{APP}:heidi", "session_id": session_id,
+                                    "content": "what is my code", "request_id": "r1"})
+    assert stream.status == 200 and stream.answer_replies
+    seen = [m["content"] for m in model.stats()["requests"][-1]["messages"]]
+    assert "what is my code" in seen and not any("4711" in text for text in seen), seen
 
 
 def test_user_sendmsg_endpoint_sends_as_the_signed_in_user(server, im):

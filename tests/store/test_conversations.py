@@ -6,11 +6,14 @@ import time
 
 import pytest
 
+from parley.engine.faces import Face
 from parley.ids import new_id
 from parley.store.apps import AppRepository
 from parley.store.conversations import ConversationRepository, RecordRow, SessionOwnedElsewhere
 from parley.store.database import Database
 from parley.store.known_sessions import KnownSessions
+
+ADP = Face.ADP
 
 
 @pytest.fixture
@@ -38,12 +41,12 @@ async def test_first_turns_of_one_new_session_at_once_share_one_session(store):
     database, app_id = store
     repository = ConversationRepository(database.engine)
     results = await asyncio.gather(
-        *(repository.begin_turn(app_id, "s-1", "alice", question(app_id, f"q{i}"), 10) for i in range(20))
+        *(repository.begin_turn(app_id, "s-1", "alice", question(app_id, f"q{i}"), 10, face=ADP) for i in range(20))
     )
     await asyncio.gather(*(stored for _, _, stored in results))
     assert len({session.id for session, _, _ in results}) == 1
     fresh = ConversationRepository(database.engine)  # nothing cached: what the database holds
-    session = await fresh.get_session(app_id, "s-1")
+    session = await fresh.get_session(app_id, "s-1", face=ADP)
     assert session is not None and session.id == results[0][0].id
     assert sorted(r.content for r in await fresh.list_records(session.id, 50)) == sorted(f"q{i}" for i in range(20))
 
@@ -51,15 +54,15 @@ async def test_first_turns_of_one_new_session_at_once_share_one_session(store):
 async def test_history_and_ownership_hold_across_processes_sharing_the_database(store):
     database, app_id = store
     first = ConversationRepository(database.engine)
-    session, history, stored = await first.begin_turn(app_id, "s-2", "bob", question(app_id, "hello"), 10)
+    session, history, stored = await first.begin_turn(app_id, "s-2", "bob", question(app_id, "hello"), 10, face=ADP)
     await stored
     await first.add_record(answer(app_id, session.id, "hi bob"))
     assert history == []
 
     second = ConversationRepository(database.engine)  # a restarted server: cold cache
     with pytest.raises(SessionOwnedElsewhere):
-        await second.begin_turn(app_id, "s-2", "mallory", question(app_id, "let me in"), 10)
-    again, history, stored = await second.begin_turn(app_id, "s-2", "bob", question(app_id, "again"), 10)
+        await second.begin_turn(app_id, "s-2", "mallory", question(app_id, "let me in"), 10, face=ADP)
+    again, history, stored = await second.begin_turn(app_id, "s-2", "bob", question(app_id, "again"), 10, face=ADP)
     await stored
     assert again.id == session.id
     assert [r.content for r in history] == ["hello", "hi bob"]
@@ -69,18 +72,18 @@ async def test_history_and_ownership_hold_across_processes_sharing_the_database(
 async def test_a_refused_turn_writes_nothing(store):
     database, app_id = store
     repository = ConversationRepository(database.engine)
-    _, _, stored = await repository.begin_turn(app_id, "s-3", "carol", question(app_id, "mine"), 0)
+    _, _, stored = await repository.begin_turn(app_id, "s-3", "carol", question(app_id, "mine"), 0, face=ADP)
     await stored
     with pytest.raises(SessionOwnedElsewhere):
-        await repository.begin_turn(app_id, "s-3", "dave", question(app_id, "not mine"), 0)
-    session = await repository.get_session(app_id, "s-3")
+        await repository.begin_turn(app_id, "s-3", "dave", question(app_id, "not mine"), 0, face=ADP)
+    session = await repository.get_session(app_id, "s-3", face=ADP)
     assert [r.content for r in await repository.list_records(session.id, 10)] == ["mine"]
 
 
 async def test_a_record_that_cannot_be_stored_fails_alone(store):
     database, app_id = store
     repository = ConversationRepository(database.engine)
-    session, _, stored = await repository.begin_turn(app_id, "s-4", "erin", question(app_id, "q"), 0)
+    session, _, stored = await repository.begin_turn(app_id, "s-4", "erin", question(app_id, "q"), 0, face=ADP)
     await stored
     good = answer(app_id, session.id, "fine")
     orphan = answer(app_id, 123456789, "no such session")  # the foreign key refuses it
@@ -94,22 +97,22 @@ async def test_a_record_that_cannot_be_stored_fails_alone(store):
 async def test_known_sessions_spare_new_sessions_the_read_and_still_find_old_ones(store):
     database, app_id = store
     first = ConversationRepository(database.engine, await KnownSessions.load(database.engine))
-    session, _, stored = await first.begin_turn(app_id, "s-5", "frank", question(app_id, "first"), 10)
+    session, _, stored = await first.begin_turn(app_id, "s-5", "frank", question(app_id, "first"), 10, face=ADP)
     await stored
     await first.add_record(answer(app_id, session.id, "reply"))
 
     known = await KnownSessions.load(database.engine)  # a restart: loaded from the database
-    assert known.may_exist(app_id, "s-5")
+    assert known.may_exist((app_id, ADP, "s-5"))
     second = ConversationRepository(database.engine, known)
-    again, history, stored = await second.begin_turn(app_id, "s-5", "frank", question(app_id, "second"), 10)
+    again, history, stored = await second.begin_turn(app_id, "s-5", "frank", question(app_id, "second"), 10, face=ADP)
     await stored
     assert again.id == session.id and [r.content for r in history] == ["first", "reply"]
     with pytest.raises(SessionOwnedElsewhere):
-        await second.begin_turn(app_id, "s-5", "grace", question(app_id, "mine now?"), 10)
+        await second.begin_turn(app_id, "s-5", "grace", question(app_id, "mine now?"), 10, face=ADP)
 
     fresh = [f"new-{i}" for i in range(200)]
-    assert sum(known.may_exist(app_id, s) for s in fresh) < 20  # about 1 % false positives
+    assert sum(known.may_exist((app_id, ADP, s)) for s in fresh) < 20  # about 1 % false positives
     for session_id in fresh[:3]:
-        created, history, stored = await second.begin_turn(app_id, session_id, "henry", question(app_id, "hi"), 10)
+        created, history, stored = await second.begin_turn(app_id, session_id, "henry", question(app_id, "hi"), 10, face=ADP)
         await stored
-        assert history == [] and known.may_exist(app_id, session_id)
+        assert history == [] and known.may_exist((app_id, ADP, session_id))

@@ -32,7 +32,7 @@ async def writer(database):
 
 async def new_session(database: Database) -> dict:
     app = await AppRepository(database.engine).create(f"chat-{new_id()}", {"name": "chat"})
-    return {"id": new_id(), "app_id": app.id, "session_id": f"s-{new_id()}", "visitor_biz_id": "v",
+    return {"id": new_id(), "app_id": app.id, "face": "adp", "session_id": f"s-{new_id()}", "visitor_biz_id": "v",
             "created_at": int(time.time() * 1000)}
 
 

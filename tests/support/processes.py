@@ -99,8 +99,8 @@ class ParleyServer:
         assert response.status_code in (200, 201), response.text
         return response.json()
 
-    def records(self, app: str, session_id: str) -> list[dict[str, Any]]:
-        response = self.admin("GET", f"/admin/apps/{app}/sessions/{session_id}/records")
+    def records(self, app: str, session_id: str, face: str = "adp") -> list[dict[str, Any]]:
+        response = self.admin("GET", f"/admin/apps/{app}/sessions/{session_id}/records", params={"face": face})
         response.raise_for_status()
         return response.json()
 

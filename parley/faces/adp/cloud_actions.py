@@ -15,6 +15,7 @@ from typing import Any
 
 from parley.config import ModelConfig
 from parley.engine.apps import App, AppConfig, AppError
+from parley.engine.faces import Face
 from parley.engine.ratings import RatingRefused, RecordNotFound
 from parley.faces.adp import cloud_knowledge, cloud_labels
 from parley.faces.adp.cloud_params import CloudApiError, Params, invalid_value
@@ -198,7 +199,7 @@ async def get_msg_record(params: Params, services: Services) -> dict[str, Any]:
     if params.has("MidRecordId"):
         raise CloudApiError("UnsupportedOperation", "MidRecordId is not supported; page backwards with LastRecordId.")
     app_id, config = await _app_by_key(services, app_key, published=False)
-    records = await services.engine.session_records(app_id, session_id, count or 1, before)
+    records = await services.engine.session_records(app_id, session_id, count or 1, before, face=Face.ADP)
     name, avatar = (config.name, config.avatar) if config else ("", "")
     return {
         "Records": [msg_record(r, session_id, name, avatar) for r in records],

@@ -1,6 +1,8 @@
 """`POST /`: the Tencent Cloud API 3.0 calls ADP clients make (service `lke`, version 2023-11-30).
 
-The action is named by the `X-TC-Action` header and its parameters are the JSON body.
+The action is named by the `X-TC-Action` header, under the service of the signature's
+credential scope and the `X-TC-Version` (cloud_services.py), and its parameters are the
+JSON body.
 Every answer is HTTP 200 with `application/json`, as Tencent answers: success is
 `{"Response": {...fields, "RequestId"}}` and failure `{"Response": {"Error": {"Code",
 "Message"}, "RequestId"}}`; the official SDKs raise on the `Error` key (and treat any
@@ -12,6 +14,7 @@ The actions themselves are in cloud_actions.py; this module is transport only.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -25,11 +28,13 @@ from starlette.routing import Route
 from parley.faces.adp import tc3
 from parley.faces.adp.cloud_actions import ACTIONS
 from parley.faces.adp.cloud_params import CloudApiError, Params
+from parley.faces.adp.cloud_services import CloudServices, changes_state
 from parley.services import Services
 
 log = logging.getLogger(__name__)
 
-VERSION = "2023-11-30"
+CLOUD_SERVICES = CloudServices()
+CLOUD_SERVICES.register("lke", "2023-11-30", ACTIONS)
 MAX_BODY = 10 * 1024 * 1024
 """Tencent accepts TC3-signed POST bodies up to 10 MB."""
 
@@ -43,12 +48,13 @@ def error_response(code: str, message: str, request_id: str) -> Response:
     return _json({"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}})
 
 
-def authenticate(request: Request, headers: dict[str, str], body: bytes, services: Services) -> None:
+def authenticate(request: Request, headers: dict[str, str], body: bytes, services: Services) -> tc3.Authorization | None:
+    """The request's verified authorization; None when signatures are not checked."""
     settings = services.settings.cloud_api
     if not settings.verify_signatures:
-        return
+        return None
     try:
-        tc3.verify(
+        auth = tc3.verify(
             method=request.method,
             path=request.url.path,
             query=request.url.query,
@@ -60,6 +66,29 @@ def authenticate(request: Request, headers: dict[str, str], body: bytes, service
         )
     except tc3.SignatureError as exc:
         raise CloudApiError(exc.code, exc.message) from None
+    if settings.require_signed_action and "x-tc-action" not in auth.signed_headers:
+        raise CloudApiError("AuthFailure.InvalidAuthorization", "SignedHeaders must include x-tc-action.")
+    return auth
+
+
+def bind_signature(
+    request: Request, auth: tc3.Authorization, action: str, version: str, body: bytes, services: Services
+) -> None:
+    """Refuses a call that changes something on a signature already used for another call
+    over another connection (see parley.bus.signatures).
+
+    A signature stays acceptable while its timestamp is within `signature_max_age` of the
+    clock, on either side: twice that covers its whole life.
+    """
+    call = hashlib.sha256(b"\0".join([action.encode(), version.encode(), hashlib.sha256(body).digest()])).digest()
+    keep_for = 2 * services.settings.cloud_api.signature_max_age
+    origin = f"{request.client.host}:{request.client.port}" if request.client else None
+    if not services.signatures.claim(auth.signature, call, keep_for, exclusive=changes_state(action), origin=origin):
+        raise CloudApiError(
+            "AuthFailure.SignatureFailure",
+            f"This signature was already used for another call; {action} needs a signature of its own "
+            "(sign it again: a second later the signature differs).",
+        )
 
 
 async def cloud_api(request: Request) -> Response:
@@ -71,21 +100,21 @@ async def cloud_api(request: Request) -> Response:
         action = headers.get("x-tc-action", "")
         if not action:
             raise CloudApiError("MissingParameter", "The request is missing the X-TC-Action header.")
-        authenticate(request, headers, body, services)
+        auth = authenticate(request, headers, body, services)
         version = headers.get("x-tc-version", "")
         if not version:
             raise CloudApiError("MissingParameter", "The request is missing the X-TC-Version header.")
-        if version != VERSION:
-            raise CloudApiError("NoSuchVersion", f"The API version `{version}` does not exist; use {VERSION}.")
-        handler = ACTIONS.get(action)
-        if handler is None:
-            raise CloudApiError("InvalidAction", f"The API `{action}` does not exist.")
+        handler = CLOUD_SERVICES.resolve(action, version, auth.service if auth else None)
+        if auth is not None:
+            bind_signature(request, auth, action, version, body, services)
         result = await handler(Params(_parse(body), origin=str(request.base_url).rstrip("/")), services)
     except CloudApiError as exc:
         return error_response(exc.code, exc.message, request_id)
     except Exception:
         log.exception("cloud API call %s failed", request.headers.get("x-tc-action"))
         return error_response("InternalError", "An internal error occurred.", request_id)
+    if isinstance(result, Response):
+        return result
     return _json({"Response": {**result, "RequestId": request_id}})
 
 

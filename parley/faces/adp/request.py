@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from parley.engine.faces import Face
 from parley.engine.turn import TurnRequest
 
 SESSION_ID = re.compile(r"^[a-zA-Z0-9_-]{2,64}$")
@@ -86,6 +87,7 @@ def validate_chat(data: dict[str, Any], *, app_key: str | None = None, visitor_i
             app_key=app_key,
             visitor_id=visitor_id,
             session_id=session_id,
+            face=Face.ADP,
             content=content,
             request_id=request_id,
             model_name=model_name,

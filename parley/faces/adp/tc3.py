@@ -4,6 +4,14 @@ The client signs the method, path, query, a chosen set of headers and the SHA-25
 body with a key derived from its SecretKey, the UTC date and the service name. The server
 rebuilds the same string from what it received and compares. Nothing here knows about
 HTTP frameworks: the caller hands in the method, path, query, headers and body bytes.
+
+The canonical request follows Tencent's rule ("签名方法 v3", step 1): each signed header
+is written `name:value\n` with name and value lower-cased and trimmed, in the order of
+SignedHeaders, which names them lower-cased. The official SDKs sign `content-type;host`
+(values that are lower-case already); adp-chat-client also signs `x-tc-action`, whose
+value (`GetMsgRecord`) only the lower-casing makes agree. Which service may own the
+action named is the caller's check (cloud_services.py): here the scope's service is only
+an input of the key.
 """
 
 from __future__ import annotations
@@ -81,13 +89,15 @@ def string_to_sign(
     service: str,
 ) -> str:
     """The canonical request, hashed into the string the client signed."""
-    canonical_headers = "".join(f"{name}:{headers.get(name, '').strip()}\n" for name in signed_headers)
+    canonical_headers = "".join(f"{name}:{headers.get(name, '').strip().lower()}\n" for name in signed_headers)
     if headers.get("x-tc-content-sha256") == UNSIGNED_PAYLOAD:
         payload_hash = hashlib.sha256(UNSIGNED_PAYLOAD.encode()).hexdigest()
     else:
         payload_hash = hashlib.sha256(body).hexdigest()
+    # Tencent's rule: the canonical query string of a POST is empty (its parameters are the body).
+    canonical_query = "" if method.upper() == "POST" else query
     canonical_request = "\n".join(
-        [method.upper(), path or "/", query, canonical_headers, ";".join(signed_headers), payload_hash]
+        [method.upper(), path or "/", canonical_query, canonical_headers, ";".join(signed_headers), payload_hash]
     )
     scope = f"{date}/{service}/tc3_request"
     return "\n".join([ALGORITHM, timestamp, scope, hashlib.sha256(canonical_request.encode()).hexdigest()])

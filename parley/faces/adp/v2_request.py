@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from parley.engine.faces import Face
 from parley.engine.turn import TurnRequest
 from parley.faces.adp.request import INT32_MAX, SWITCH_VALUES, BadRequest, ChatRequest, string_field
 
@@ -80,6 +81,7 @@ def validate_v2(data: dict[str, Any], *, app_key: str | None = None, visitor_id:
             app_key=app_key,
             visitor_id=visitor_id,
             session_id=conversation_id,
+            face=Face.ADP,
             content=content,
             request_id=request_id,
             model_name=model_name,

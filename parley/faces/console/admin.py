@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.engine.apps import App, AppError
+from parley.engine.faces import Face
 from parley.services import Services
 from parley.store.conversations import RecordRow
 
@@ -168,7 +169,11 @@ async def session_records(request: Request, services: Services) -> Response:
         return error_response(400, "bad_request", "count and before must be integers")
     if not 1 <= count <= 1000:
         return error_response(400, "bad_request", "count must be between 1 and 1000")
-    records = await services.engine.session_records(app.id, request.path_params["session_id"], count, before_id)
+    try:
+        face = Face(request.query_params.get("face", Face.ADP))  # session ids are unique within a face
+    except ValueError:
+        return error_response(400, "bad_request", f"face must be one of {', '.join(Face)}")
+    records = await services.engine.session_records(app.id, request.path_params["session_id"], count, before_id, face=face)
     return json_response([record_json(r) for r in records])
 
 

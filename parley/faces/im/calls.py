@@ -228,6 +228,7 @@ async def send_c2c(context: IMContext, sdkappid: int, outgoing: Outgoing) -> dic
         raise _mapped(exc, OPENIM, {
             Problem.SENDER_UNKNOWN: OPENIM_BAD_FROM_ACCOUNT,
             Problem.RECEIVER_UNKNOWN: OPENIM_TO_NOT_IMPORTED,
+            Problem.INTERRUPT_FORBIDDEN: OPENIM.needs_admin,
         }) from None
     return {"MsgTime": message.msg_time, "MsgKey": message.msg_key, "MsgId": message.msg_id}
 

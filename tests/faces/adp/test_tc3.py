@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
 from tencentcloud.common import credential
+from tencentcloud.common.sign import Sign
 from tencentcloud.common.http.request import RequestInternal
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
@@ -94,3 +96,33 @@ def test_an_unsigned_payload_verifies_without_the_body():
     headers, body = sdk_request({"Type": 5}, unsigned=True)
     assert headers["x-tc-content-sha256"] == "UNSIGNED-PAYLOAD"
     assert check(headers, b'{"anything": 1}').secret_id == "AKIDone"
+
+
+def test_header_values_are_lower_cased_and_trimmed_as_tencent_says():
+    # adp-chat-client signs x-tc-action with its value lower-cased and sends it as named.
+    body = b'{"AppKey": "k"}'
+    timestamp = str(int(time.time()))
+    date = time.strftime("%Y-%m-%d", time.gmtime(int(timestamp)))
+    canonical = "\n".join([
+        "POST", "/", "",
+        f"content-type:application/json; charset=utf-8\nhost:{HOST.lower()}\nx-tc-action:describerobotbizidbyappkey\n",
+        "content-type;host;x-tc-action", hashlib.sha256(body).hexdigest(),
+    ])
+    to_sign = "\n".join(["TC3-HMAC-SHA256", timestamp, f"{date}/lke/tc3_request", hashlib.sha256(canonical.encode()).hexdigest()])
+    signature = Sign.sign_tc3("key-one", date, "lke", to_sign)
+    headers = {
+        "content-type": "application/json; charset=utf-8", "host": HOST, "x-tc-action": " DescribeRobotBizIDByAppKey ",
+        "x-tc-timestamp": timestamp,
+        "authorization": f"TC3-HMAC-SHA256 Credential=AKIDone/{date}/lke/tc3_request, "
+                         f"SignedHeaders=content-type;host;x-tc-action, Signature={signature}",
+    }
+    auth = check(headers, body)
+    assert auth.signed_headers == ("content-type", "host", "x-tc-action")
+    assert code_of({**headers, "x-tc-action": "GetMsgRecord"}, body) == "AuthFailure.SignatureFailure"
+
+
+def test_a_post_has_an_empty_canonical_query_string():
+    headers, body = sdk_request({"Type": 5})
+    auth = tc3.verify(method="POST", path="/", query="Action=ignored", headers=headers, body=body, secrets=SECRETS,
+                      now=time.time(), max_age=300)
+    assert auth.secret_id == "AKIDone"
