@@ -12,7 +12,6 @@ The actions themselves are in cloud_actions.py; this module is transport only.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from typing import Any
@@ -25,9 +24,8 @@ from starlette.routing import Route
 from parley.faces.adp import tc3
 from parley.faces.adp.cloud_actions import ACTIONS
 from parley.faces.adp.cloud_params import CloudApiError, Params
+from parley.faces.faults import Fault, fault_of
 from parley.services import Services
-
-log = logging.getLogger(__name__)
 
 VERSION = "2023-11-30"
 MAX_BODY = 10 * 1024 * 1024
@@ -83,8 +81,9 @@ async def cloud_api(request: Request) -> Response:
         result = await handler(Params(_parse(body), origin=str(request.base_url).rstrip("/")), services)
     except CloudApiError as exc:
         return error_response(exc.code, exc.message, request_id)
-    except Exception:
-        log.exception("cloud API call %s failed", request.headers.get("x-tc-action"))
+    except Exception as exc:
+        if fault_of(exc, f"cloud API call {request.headers.get('x-tc-action')}") is Fault.BUSY:
+            return error_response("FailedOperation", "The server's database is busy; try again shortly.", request_id)
         return error_response("InternalError", "An internal error occurred.", request_id)
     return _json({"Response": {**result, "RequestId": request_id}})
 

@@ -16,9 +16,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from parley.engine.errors import TurnRejected
-from parley.faces.adp.errors import code_and_message
+from parley.faces.adp.errors import code_and_message, fault_code_and_message
 from parley.faces.adp.render import KEEPALIVE, AdpRenderer, error_frame
 from parley.faces.adp.request import BadRequest, ChatRequest, parse_body, validate_chat
+from parley.faces.faults import fault_of
 from parley.faces.streaming import EventStreamResponse, read_body
 from parley.services import Services
 
@@ -61,6 +62,9 @@ async def answer(services: Services, chat: ChatRequest) -> AsyncIterator[bytes]:
     except TurnRejected as exc:
         yield _rejection(exc, chat)
         return
+    except Exception as exc:
+        yield _fault(exc, chat)
+        return
     try:
         starting = asyncio.ensure_future(engine.start_turn(chat.turn))
         try:
@@ -73,6 +77,9 @@ async def answer(services: Services, chat: ChatRequest) -> AsyncIterator[bytes]:
             info = starting.result()
         except TurnRejected as exc:
             yield _rejection(exc, chat)
+            return
+        except Exception as exc:
+            yield _fault(exc, chat)
             return
         stream = {"enable": True, "disable": False}.get(chat.stream, info.streaming_enabled)
         renderer = AdpRenderer(
@@ -96,6 +103,11 @@ async def answer(services: Services, chat: ChatRequest) -> AsyncIterator[bytes]:
 
 def _rejection(exc: TurnRejected, chat: ChatRequest) -> bytes:
     code, message = code_and_message(exc.kind, exc.detail)
+    return error_frame(code, message, chat.turn.request_id)
+
+
+def _fault(exc: Exception, chat: ChatRequest) -> bytes:
+    code, message = fault_code_and_message(fault_of(exc, "ADP SSE turn"))
     return error_frame(code, message, chat.turn.request_id)
 
 

@@ -24,9 +24,10 @@ import socketio
 from socketio.exceptions import ConnectionRefusedError as SocketConnectionRefused
 
 from parley.engine.errors import TurnRejected
-from parley.faces.adp.errors import MESSAGES, code_and_message
+from parley.faces.adp.errors import MESSAGES, code_and_message, fault_code_and_message
 from parley.faces.adp.render import AdpRenderer, error_frame
 from parley.faces.adp.request import BadRequest, ChatRequest, validate_chat
+from parley.faces.faults import fault_of
 from parley.services import Services
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,10 @@ class AdpSocketServer:
             info = await engine.start_turn(chat.turn)
         except TurnRejected as exc:
             code, message = code_and_message(exc.kind, exc.detail)
+            await self._emit_frames(sid, error_frame(code, message, chat.turn.request_id))
+            return
+        except Exception as exc:
+            code, message = fault_code_and_message(fault_of(exc, "ADP Socket.IO turn"))
             await self._emit_frames(sid, error_frame(code, message, chat.turn.request_id))
             return
         # the answer's record id is what clients send; the question's is accepted too
