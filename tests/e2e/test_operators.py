@@ -161,3 +161,13 @@ def test_a_chat_naming_a_document_past_64_bits_is_a_bad_request(server, known, b
                                                                          "file_type": "txt", "doc_id": bad_id}]})
     error = stream.of("error")[0]["error"]
     assert error["code"] == 400 and "real-time document" in error["message"]
+
+
+def test_cloudbase_answers_ids_and_ratings_past_64_bits_in_its_own_terms(server, known):
+    key = server.admin("POST", "/admin/apps/ids-bot/cloudbase/keys", json={"kind": "api"}).json()
+    url = f"{server.url}/v1/aibot/bots/{key['botId']}/feedback"
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    feedback = httpx.post(url, json={"recordId": "9" * 30, "type": "upvote"}, headers=headers, timeout=30)
+    assert feedback.status_code == 404 and feedback.json()["code"] == "RESOURCE_NOT_FOUND"
+    listed = httpx.get(url, params={"minRating": "9" * 20}, headers=headers, timeout=30)
+    assert listed.status_code == 400 and listed.json()["code"] == "AGENT_INVALID_PARAM"

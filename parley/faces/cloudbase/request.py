@@ -17,6 +17,7 @@ from parley.faces.cloudbase.errors import INVALID_PARAM, FaceError
 from parley.ids import parse_id
 
 ABSENT = ("", "undefined", "null")
+MAX_RATING = 10
 HISTORY_ROLES = ("user", "assistant", "system")
 MAX_HISTORY = 100
 MAX_FILES = 20
@@ -149,7 +150,7 @@ def feedback(data: dict[str, Any]) -> FeedbackInput:
     return FeedbackInput(
         record_id=record_id,
         type=kind,
-        rating=integer(data, "rating", 0, 0, 10),
+        rating=integer(data, "rating", 0, 0, MAX_RATING),
         comment=string(data, "comment", 2000),
         tags=tags,
         input=string(data, "input", 20000),

@@ -307,8 +307,8 @@ async def get_feedback(call: Call) -> Response:
         type=kind,
         sender=query.get("sender"),
         sender_filter=sender_filter,
-        min_rating=read.integer(query, "minRating", 0, 0) if "minRating" in query else None,
-        max_rating=read.integer(query, "maxRating", 0, 0) if "maxRating" in query else None,
+        min_rating=read.integer(query, "minRating", 0, 0, read.MAX_RATING) if "minRating" in query else None,
+        max_rating=read.integer(query, "maxRating", 0, 0, read.MAX_RATING) if "maxRating" in query else None,
         since_ms=read.timestamp_ms(query, "from"),
         until_ms=read.timestamp_ms(query, "to"),
     )
