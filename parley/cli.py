@@ -337,7 +337,7 @@ def _kb(config: Optional[Path], data_dir: Optional[Path], application: str, work
 
     async def main() -> Any:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        database = Database(settings.sqlalchemy_url)
+        database = Database(settings.sqlalchemy_url, settings.database_busy_timeout)
         await database.migrate()
         try:
             row = await AppRepository(database.engine).get_by_name(application)

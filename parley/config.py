@@ -62,6 +62,10 @@ class Settings(BaseModel):
     port: int = 8080
     data_dir: Path = Path("data")
     database_url: str | None = None
+    database_busy_timeout: float = Field(10.0, gt=0, le=600)
+    """Seconds a database write waits for a lock another connection or process holds (an
+    operator's `parley app apply`, a backup) before it gives up: the admin API then answers
+    503 with Retry-After, the other faces their own "busy, try again" error."""
     admin_token: str | None = None
     default_model: str = LOCAL_MODEL_NAME
     models: list[ModelConfig] = Field(default_factory=list)
@@ -124,6 +128,7 @@ _ENV = {
     "PARLEY_PORT": "port",
     "PARLEY_DATA_DIR": "data_dir",
     "PARLEY_DATABASE_URL": "database_url",
+    "PARLEY_DATABASE_BUSY_TIMEOUT": "database_busy_timeout",
     "PARLEY_ADMIN_TOKEN": "admin_token",
     "PARLEY_DEFAULT_MODEL": "default_model",
     "PARLEY_KEEPALIVE_INTERVAL": "keepalive_interval",

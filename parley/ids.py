@@ -13,6 +13,9 @@ import secrets
 import threading
 import time
 
+MAX_ID = (1 << 63) - 1
+"""The largest id there can be: ids are stored as signed 64-bit integers."""
+
 _EPOCH_MS = 1_700_000_000_000  # 2023-11-14: keeps the ids short for decades
 _NODE_BITS = 10
 _SEQUENCE_BITS = 12
@@ -49,6 +52,16 @@ _default = IdGenerator(int(os.environ["PARLEY_NODE_ID"]) if "PARLEY_NODE_ID" in 
 def new_id() -> int:
     """A new unique id from the process-wide generator."""
     return _default.next()
+
+
+def parse_id(text: str) -> int | None:
+    """`text` as an id, or None when no id can be written so: anything but ASCII decimal digits
+    (`int()` also takes signs, spaces, underscores and other scripts' digits), or a number past
+    MAX_ID, which the database cannot even compare with (an overflow, not "not found")."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
 
 
 def new_key(nbytes: int = 24) -> str:

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """The database (migrated), models, bus and engine; closed in reverse on exit."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.sqlalchemy_url)
+    database = Database(settings.sqlalchemy_url, settings.database_busy_timeout)
     await database.migrate()
     models = ModelRegistry(settings)
     bus = LocalBus(retention=settings.turn_retention, compact=compact_events)

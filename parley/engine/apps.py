@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from parley.knowledge.settings import KnowledgeSettings
-from parley.store.apps import AppRepository, AppRow, ReleaseRow
+from parley.store.apps import AppRepository, AppRow, PublishConflict, ReleaseRow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -83,6 +83,7 @@ class App:
     release_version: int | None
     created_at: int
     updated_at: int
+    release_id: int | None = None
 
     @property
     def name(self) -> str:
@@ -99,6 +100,10 @@ class App:
 
 class AppError(Exception):
     """An application definition or operation the operator has to correct."""
+
+
+class AppConflict(Exception):
+    """An operation lost a race with concurrent ones on the same application; it may be retried."""
 
 
 class ApplicationService:
@@ -135,10 +140,15 @@ class ApplicationService:
         return await self.get(config.name), False  # type: ignore[return-value]
 
     async def publish(self, name: str, description: str = "") -> App:
+        """Freezes the draft as a new release; returns the application with that release (a
+        concurrent publish may already have made a newer one)."""
         row = await self._require(name)
-        await self._repo.publish(row.id, row.config, description)
+        try:
+            release = await self._repo.publish(row.id, row.config, description)
+        except PublishConflict as exc:
+            raise AppConflict(str(exc)) from None
         self._changed()
-        return await self.get(name)  # type: ignore[return-value]
+        return await self._assemble(row, release)
 
     async def delete(self, name: str) -> None:
         row = await self._require(name)
@@ -165,8 +175,9 @@ class ApplicationService:
             raise AppError(f"no application named {name!r}")
         return row
 
-    async def _assemble(self, row: AppRow) -> App:
-        release = await self._repo.latest_release(row.id)
+    async def _assemble(self, row: AppRow, release: ReleaseRow | None = None) -> App:
+        if release is None:
+            release = await self._repo.latest_release(row.id)
         return App(
             id=row.id,
             app_key=row.app_key,
@@ -175,6 +186,7 @@ class ApplicationService:
             release_version=release.version if release else None,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            release_id=release.id if release else None,
         )
 
 

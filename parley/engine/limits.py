@@ -54,11 +54,14 @@ class LocalConcurrencyLimiter:
         try:
             async with asyncio.timeout(timeout):
                 await ticket
-            return True
         except TimeoutError:
+            pass  # a slot handed over as the wait ran out is still ours: see below
+        except BaseException:
+            # Cancelled (or failed) after a slot was handed over, possibly in the same loop step:
+            # the caller will never release it, so it goes on to the next in line here.
             if ticket.done() and not ticket.cancelled():
-                return True  # the slot arrived as the wait ran out: it is ours
-            return False
+                self._hand_over(key, slots)
+            raise
         finally:
             if not ticket.done():
                 ticket.cancel()
@@ -67,11 +70,16 @@ class LocalConcurrencyLimiter:
             except ValueError:
                 pass
             self._forget_if_idle(key, slots)
+        return not ticket.cancelled()
 
     async def release(self, key: str) -> None:
         slots = self._slots.get(key)
-        if slots is None:
-            return
+        if slots is not None:
+            self._hand_over(key, slots)
+
+    def _hand_over(self, key: str, slots: _Slots) -> None:
+        """Passes a held slot to the first live waiter, or frees it. Never awaits, so that no
+        cancellation can fall between taking the slot back and giving it on."""
         while slots.waiting:
             ticket = slots.waiting.popleft()
             if not ticket.done():
@@ -79,6 +87,11 @@ class LocalConcurrencyLimiter:
                 return
         slots.used = max(slots.used - 1, 0)
         self._forget_if_idle(key, slots)
+
+    def waiting(self, key: str) -> int:
+        """How many are in line for `key` (tickets not yet given up)."""
+        slots = self._slots.get(key)
+        return sum(1 for ticket in slots.waiting if not ticket.done()) if slots else 0
 
     def in_use(self, key: str) -> int:
         slots = self._slots.get(key)

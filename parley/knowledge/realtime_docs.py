@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from parley.ids import new_id
+from parley.ids import new_id, parse_id
 from parley.knowledge.parse import ParseError, attachment_text, extension_for_type
 from parley.store.objects import ObjectError, ObjectStore, clean_key, etag_of
 from parley.store.realtime_docs import RealtimeDocRepository, RealtimeDocRow
@@ -168,7 +168,8 @@ class RealtimeDocuments:
         documents = []
         for info in file_infos:
             doc_id = str(info.get("doc_id", ""))
-            row = await self._repo.get(int(doc_id)) if doc_id.isdigit() else None
+            found = parse_id(doc_id)
+            row = await self._repo.get(found) if found is not None else None
             if row is None or row.app_id != app_id:
                 raise DocumentError(f"no real-time document {doc_id!r}")
             if row.session_id != session_id:

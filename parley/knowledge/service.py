@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from parley.caching import RefreshingCache
 from parley.config import KnowledgeServerSettings
 from parley.engine.prompt import estimate_tokens
-from parley.ids import new_id
+from parley.ids import new_id, parse_id
 from parley.knowledge.attributes import (
     AttributeEntity,
     LabelError,
@@ -566,9 +566,11 @@ class KnowledgeService:
         wanted: list[int] = []
         for raw in ids:
             text = str(raw).strip()
-            if not text.isdigit() or len(text) > 20:
+            if not (text.isascii() and text.isdigit()) or len(text) > 20:
                 raise KnowledgeError(f"reference id {raw!r} is not a decimal id")
-            wanted.append(int(text))
+            found = parse_id(text)
+            if found is not None:  # past any id there can be: unknown
+                wanted.append(found)
         found: dict[int, ReferDetail] = {}
         for row in await self.repository.segments_by_id(app_id, wanted):
             found[row.id] = ReferDetail(

@@ -34,6 +34,14 @@ class ReleaseRow:
     created_at: int
 
 
+PUBLISH_ATTEMPTS = 20
+"""Versions a publish tries before it gives up to concurrent publishes of the same application."""
+
+
+class PublishConflict(Exception):
+    """Concurrent publishes of one application kept taking the version this one tried."""
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -103,19 +111,35 @@ class AppRepository:
         return _app(row) if row else None
 
     async def publish(self, app_id: int, config: dict[str, Any], description: str = "") -> ReleaseRow:
-        """Freezes `config` as the next release of the application."""
-        async with self._engine.begin() as conn:
-            latest = await conn.scalar(
-                sa.select(sa.func.max(releases.c.version)).where(releases.c.app_id == app_id)
-            )
-            row = ReleaseRow(new_id(), app_id, (latest or 0) + 1, config, description, _now_ms())
-            await conn.execute(
-                releases.insert().values(
-                    id=row.id, app_id=app_id, version=row.version, config=config,
-                    description=description, created_at=row.created_at,
+        """Freezes `config` as the next release of the application.
+
+        The version is taken in the insert itself, so that concurrent publishes of one
+        application each get their own: on SQLite the statement holds the write lock from its
+        first read; on a server database two of them may still pick the same number, and the
+        unique (app_id, version) constraint refuses the second, which takes the next one.
+        """
+        for _ in range(PUBLISH_ATTEMPTS):
+            row_id, created_at = new_id(), _now_ms()
+            next_version = (
+                sa.select(
+                    sa.literal(row_id), sa.literal(app_id),
+                    sa.func.coalesce(sa.func.max(releases.c.version), 0) + 1,
+                    sa.literal(config, releases.c.config.type), sa.literal(description), sa.literal(created_at),
                 )
+                .where(releases.c.app_id == app_id)
             )
-        return row
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(
+                        releases.insert().from_select(
+                            ["id", "app_id", "version", "config", "description", "created_at"], next_version
+                        )
+                    )
+                    version = await conn.scalar(sa.select(releases.c.version).where(releases.c.id == row_id))
+            except sa.exc.IntegrityError:
+                continue  # another publish took this version first
+            return ReleaseRow(row_id, app_id, version, config, description, created_at)
+        raise PublishConflict(f"{PUBLISH_ATTEMPTS} concurrent publishes took every version tried; try again")
 
     async def latest_release(self, app_id: int) -> ReleaseRow | None:
         async with self._engine.connect() as conn:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from parley.config import ModelConfig
-from parley.engine.apps import App, AppConfig, AppError
+from parley.engine.apps import App, AppConfig, AppConflict, AppError
 from parley.engine.faces import Face
 from parley.engine.ratings import RatingRefused, RecordNotFound
 from parley.faces.adp import cloud_knowledge, cloud_labels
@@ -286,10 +286,11 @@ async def create_release(params: Params, services: Services) -> dict[str, Any]:
     app = await _app_by_id(services, params, "BotBizId")
     description = params.string("Desc", max_len=1024)
     params.strings("ChannelBizIds")
-    app = await services.apps.publish(app.name, description)
-    _, release = await services.apps.released_by_key(app.app_key)
-    assert release is not None
-    return {"ReleaseBizId": str(release.id)}
+    try:
+        app = await services.apps.publish(app.name, description)
+    except AppConflict as exc:
+        raise CloudApiError("FailedOperation", f"The release could not be made: {exc}.") from None
+    return {"ReleaseBizId": str(app.release_id)}
 
 
 async def describe_release_info(params: Params, services: Services) -> dict[str, Any]:

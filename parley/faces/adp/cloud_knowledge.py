@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from parley.faces.adp.cloud_params import CloudApiError, Params, invalid_value
+from parley.faces.adp.cloud_params import CloudApiError, Params, biz_id, invalid_value
 from parley.knowledge.attributes import AttributeEntity, LabelError, LabelRef
 from parley.knowledge.qa import SimilarEdit
 from parley.knowledge.realtime_docs import DocumentError, UploadMismatch
@@ -48,13 +48,7 @@ def _ids(params: Params, name: str) -> list[int]:
     values = params.strings(name)
     if not values:
         raise CloudApiError("MissingParameter", f"The request is missing a required parameter `{name}`.")
-    return [decimal_id(v, name) for v in values]
-
-
-def decimal_id(value: str, name: str) -> int:
-    if not value.isdigit() or len(value) > 20:
-        raise invalid_value(name, "must be a string of decimal digits")
-    return int(value)
+    return [biz_id(v, name) for v in values]
 
 
 async def _labels(
@@ -79,8 +73,8 @@ async def _labels(
         if item.integer("Source", default=1) != 1:
             raise invalid_value("AttrLabels.Source", "only 1 (attribute labels) is supported")
         if item.has("AttributeBizId"):
-            attribute_id = decimal_id(item.string("AttributeBizId", required=True), "AttrLabels.AttributeBizId")
-            label_ids = tuple(decimal_id(v, "AttrLabels.LabelBizIds") for v in item.strings("LabelBizIds"))
+            attribute_id = biz_id(item.string("AttributeBizId", required=True), "AttrLabels.AttributeBizId")
+            label_ids = tuple(biz_id(v, "AttrLabels.LabelBizIds") for v in item.strings("LabelBizIds"))
             refs.append(LabelRef(attribute_id, label_ids))
         elif item.has("AttrKey"):  # the plain form
             attribute = item.string("AttrKey", required=True, max_len=64)
@@ -227,12 +221,12 @@ async def modify_qa(params: Params, services: Services) -> dict[str, Any]:
         similar_edit = SimilarEdit(
             add=edit.strings("AddQuestions", max_items=50),
             update={
-                decimal_id(q.string("SimBizId", required=True), "SimilarQuestionModify.UpdateQuestions.SimBizId"):
+                biz_id(q.string("SimBizId", required=True), "SimilarQuestionModify.UpdateQuestions.SimBizId"):
                 q.string("Question", required=True, max_len=1000)
                 for q in edit.objects("UpdateQuestions")
             },
             delete=[
-                decimal_id(q.string("SimBizId"), "SimilarQuestionModify.DeleteQuestions.SimBizId")
+                biz_id(q.string("SimBizId"), "SimilarQuestionModify.DeleteQuestions.SimBizId")
                 if q.has("SimBizId") else q.string("Question", required=True)
                 for q in edit.objects("DeleteQuestions")
             ],

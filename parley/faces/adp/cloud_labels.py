@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from parley.faces.adp.cloud_knowledge import decimal_id, knowledge_for, page_of
-from parley.faces.adp.cloud_params import CloudApiError, Params, invalid_value
+from parley.faces.adp.cloud_knowledge import knowledge_for, page_of
+from parley.faces.adp.cloud_params import CloudApiError, Params, biz_id, invalid_value
 from parley.knowledge.attributes import AttributeEntity, LabelEntity, LabelError, LabelInput, LabelNotFound
 from parley.services import Services
 
@@ -30,7 +30,7 @@ def _label_inputs(params: Params, *, with_ids: bool) -> list[LabelInput]:
     for item in params.objects("Labels"):
         label_id = None
         if with_ids and item.string("LabelBizId"):
-            label_id = decimal_id(item.string("LabelBizId"), "Labels.LabelBizId")
+            label_id = biz_id(item.string("LabelBizId"), "Labels.LabelBizId")
         name = item.string("LabelName", required=True, max_len=128)
         labels.append(LabelInput(name, tuple(item.strings("SimilarLabels", max_items=100)), label_id))
     return labels
@@ -120,7 +120,7 @@ async def modify_attribute_label(params: Params, services: Services) -> dict[str
     attribute_id = _attribute_id(params)
     name = params.string("AttrName", max_len=128) if params.has("AttrName") else None
     params.string("AttrKey", max_len=64)  # deprecated: an attribute's key never changes
-    deleted = [decimal_id(v, "DeleteLabelBizIds") for v in params.strings("DeleteLabelBizIds")]
+    deleted = [biz_id(v, "DeleteLabelBizIds") for v in params.strings("DeleteLabelBizIds")]
     labels = _label_inputs(params, with_ids=True)
     try:
         attribute = await knowledge.modify_attribute(
@@ -137,7 +137,7 @@ async def delete_attribute_label(params: Params, services: Services) -> dict[str
     if not values:
         raise CloudApiError("MissingParameter", "The request is missing a required parameter `AttributeBizIds`.")
     try:
-        await knowledge.delete_attributes(app_id, [decimal_id(v, "AttributeBizIds") for v in values])
+        await knowledge.delete_attributes(app_id, [biz_id(v, "AttributeBizIds") for v in values])
     except LabelError as exc:
         raise _refused(exc) from None
     return {}

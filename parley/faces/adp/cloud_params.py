@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from parley.ids import parse_id
+
+UINT64_MAX = (1 << 64) - 1
+
 
 class CloudApiError(Exception):
     """A call refused with one of Tencent's error codes."""
@@ -69,13 +73,11 @@ class Params:
         return value
 
     def biz_id(self, name: str, *, required: bool = True) -> int | None:
-        """An id Parley minted, sent as a string of decimal digits."""
-        value = self.string(name, required=required, max_len=20)
+        """An id Parley minted, sent as a string of decimal digits (see `biz_id`)."""
+        value = self.string(name, required=required)
         if not value:
             return None
-        if not value.isdigit():
-            raise invalid_value(name, "must be a string of decimal digits")
-        return int(value)
+        return biz_id(value, name)
 
     def strings(self, name: str, *, max_items: int = 1000) -> list[str]:
         value = self._get(name, False)
@@ -112,6 +114,20 @@ class Params:
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise invalid_type(name, "an array of objects")
         return [Params(v) for v in value]
+
+
+def biz_id(value: str, name: str) -> int:
+    """A BizId: decimal digits naming an unsigned 64-bit number, as Tencent's ids are.
+
+    Anything else is InvalidParameterValue. A number no Parley id can be (past 63 bits: ids
+    are stored as signed 64-bit integers) is well-formed but names nothing: ResourceNotFound.
+    """
+    if not (value.isascii() and value.isdigit()) or len(value) > 20 or int(value) > UINT64_MAX:
+        raise invalid_value(name, "must be a string of decimal digits naming an unsigned 64-bit number")
+    found = parse_id(value)
+    if found is None:
+        raise CloudApiError("ResourceNotFound", f"Nothing has {name} {value}.")
+    return found
 
 
 def invalid_type(name: str, kind: str) -> CloudApiError:

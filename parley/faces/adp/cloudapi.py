@@ -29,6 +29,7 @@ from parley.faces.adp import tc3
 from parley.faces.adp.cloud_actions import ACTIONS
 from parley.faces.adp.cloud_params import CloudApiError, Params
 from parley.faces.adp.cloud_services import CloudServices, changes_state
+from parley.faces.faults import Fault, fault_of
 from parley.services import Services
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,9 @@ async def cloud_api(request: Request) -> Response:
         result = await handler(Params(_parse(body), origin=str(request.base_url).rstrip("/")), services)
     except CloudApiError as exc:
         return error_response(exc.code, exc.message, request_id)
-    except Exception:
-        log.exception("cloud API call %s failed", request.headers.get("x-tc-action"))
+    except Exception as exc:
+        if fault_of(exc, f"cloud API call {request.headers.get('x-tc-action')}") is Fault.BUSY:
+            return error_response("FailedOperation", "The server's database is busy; try again shortly.", request_id)
         return error_response("InternalError", "An internal error occurred.", request_id)
     if isinstance(result, Response):
         return result

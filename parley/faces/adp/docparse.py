@@ -20,9 +20,10 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from parley.faces.adp.errors import MESSAGES
+from parley.faces.adp.errors import MESSAGES, fault_code_and_message
 from parley.faces.adp.render import error_frame, frame
 from parley.faces.adp.request import SESSION_ID, BadRequest, parse_body, string_field
+from parley.faces.faults import fault_of
 from parley.knowledge.realtime_docs import DocumentError
 from parley.services import Services
 
@@ -63,7 +64,11 @@ async def doc_parse(request: Request) -> StreamingResponse:
             raise BadRequest("cos_bucket is not the bucket DescribeStorageCredential gave")
     except BadRequest as exc:
         return _refuse(400, str(exc), request_id)
-    row, release = await services.apps.released_by_key(app_key)
+    try:
+        row, release = await services.apps.released_by_key(app_key)
+    except Exception as exc:
+        code, message = fault_code_and_message(fault_of(exc, "docParse"))
+        return _stream(_single(error_frame(code, message, request_id)))
     if row is None:
         return _refuse(4505004, "no application has this bot_app_key", request_id)
     if row.deleted or release is None:
@@ -81,6 +86,8 @@ async def doc_parse(request: Request) -> StreamingResponse:
             doc = await services.documents.parse(row.id, session_id, cos_url, file_name, file_type, file_url)
         except DocumentError as exc:
             doc_id, status, error = "", "FAILED", str(exc)
+        except Exception as exc:
+            doc_id, status, error = "", "FAILED", fault_code_and_message(fault_of(exc, "docParse"))[1]
         else:
             doc_id = str(doc.id)
             status, error = ("SUCCESS", "") if doc.status == "success" else ("FAILED", doc.error_message or "")

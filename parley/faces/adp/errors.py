@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from parley.engine.errors import ErrorKind
+from parley.faces.faults import BUSY_MESSAGE, Fault
 
 BAD_REQUEST = 400
 MODEL_FAILED = 500
@@ -47,3 +48,11 @@ def code_and_message(kind: ErrorKind | str, detail: str = "") -> tuple[int, str]
     code = CODES.get(ErrorKind(kind), MODEL_FAILED)
     message = MESSAGES[code]
     return code, f"{message}: {detail}" if detail else message
+
+
+def fault_code_and_message(fault: Fault) -> tuple[int, str]:
+    """The server's own failure as an ADP error: a busy database as 460011 (the documented
+    "try again later" refusal), anything else as Parley's 500; never the exception's text."""
+    if fault is Fault.BUSY:
+        return 460011, f"{MESSAGES[460011]}: {BUSY_MESSAGE}"
+    return MODEL_FAILED, "Internal error"

@@ -14,9 +14,10 @@ from typing import Any, Protocol
 
 from parley.engine.errors import TurnRejected
 from parley.engine.turn import TurnInfo
-from parley.faces.adp.errors import code_and_message
+from parley.faces.adp.errors import code_and_message, fault_code_and_message
 from parley.faces.adp.render import KEEPALIVE
 from parley.faces.adp.request import ChatRequest
+from parley.faces.faults import fault_of
 from parley.faces.streaming import EventStreamResponse
 from parley.services import Services
 
@@ -54,6 +55,9 @@ async def answer(
     except TurnRejected as exc:
         yield _rejected(exc, chat, rejection)
         return
+    except Exception as exc:  # the store failed (a busy database): an error event, never a broken stream
+        yield _fault(exc, chat, rejection)
+        return
     try:
         starting = asyncio.ensure_future(engine.start_turn(chat.turn))
         try:
@@ -66,6 +70,9 @@ async def answer(
             info = starting.result()
         except TurnRejected as exc:
             yield _rejected(exc, chat, rejection)
+            return
+        except Exception as exc:
+            yield _fault(exc, chat, rejection)
             return
         renderer = renderer_for(info)
         async for batch in engine.event_batches(info.turn_id, idle=idle):
@@ -83,6 +90,11 @@ async def answer(
 
 def _rejected(exc: TurnRejected, chat: ChatRequest, rejection: Rejection) -> bytes:
     code, message = code_and_message(exc.kind, exc.detail)
+    return rejection(code, message, chat.turn.request_id)
+
+
+def _fault(exc: Exception, chat: ChatRequest, rejection: Rejection) -> bytes:
+    code, message = fault_code_and_message(fault_of(exc, "ADP turn"))
     return rejection(code, message, chat.turn.request_id)
 
 

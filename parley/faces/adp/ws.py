@@ -25,11 +25,12 @@ from socketio.exceptions import ConnectionRefusedError as SocketConnectionRefuse
 
 from parley.engine.errors import TurnRejected
 from parley.engine.turn import TurnInfo
-from parley.faces.adp.errors import MESSAGES, code_and_message
+from parley.faces.adp.errors import MESSAGES, code_and_message, fault_code_and_message
 from parley.faces.adp.render import error_frame
 from parley.faces.adp.request import BadRequest, ChatRequest, validate_chat
 from parley.faces.adp.sse import renderer_for
 from parley.faces.adp.turn_stream import Rejection, TurnRenderer
+from parley.faces.faults import fault_of
 from parley.services import Services
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,10 @@ class AdpSocketServer:
             info = await engine.start_turn(chat.turn)
         except TurnRejected as exc:
             code, message = code_and_message(exc.kind, exc.detail)
+            await self._emit_frames(sid, rejection(code, message, chat.turn.request_id))
+            return
+        except Exception as exc:
+            code, message = fault_code_and_message(fault_of(exc, "ADP Socket.IO turn"))
             await self._emit_frames(sid, rejection(code, message, chat.turn.request_id))
             return
         # the answer's record id is what clients send; the question's is accepted too

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from parley.channels.cloudbase import Problem
 from parley.engine.errors import ErrorKind
+from parley.faces.faults import BUSY_MESSAGE, INTERNAL_MESSAGE, RETRY_AFTER_SECONDS, Fault
 
 INVALID_PARAM = "AGENT_INVALID_PARAM"
 LLM_ERROR = "AGENT_REQUEST_LLM_ERROR"
@@ -98,3 +99,14 @@ def turn_message(kind: ErrorKind | str, detail: str) -> str:
 def error_response(code: str, message: str, request_id: str) -> Response:
     body = orjson.dumps({"code": code, "message": message, "requestId": request_id})
     return Response(body, status_code=STATUS.get(code, 400), media_type="application/json")
+
+
+def fault_response(fault: Fault, request_id: str) -> Response:
+    """The server's own failure: AGENT_SERVER_ERR, with HTTP 503 and Retry-After when the
+    database is busy (the same call may succeed shortly), else 500."""
+    if fault is Fault.BUSY:
+        response = error_response(SERVER_ERROR, BUSY_MESSAGE, request_id)
+        response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return error_response(SERVER_ERROR, INTERNAL_MESSAGE, request_id)

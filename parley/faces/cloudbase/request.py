@@ -14,8 +14,10 @@ import orjson
 
 from parley.channels.cloudbase import FeedbackInput, HistoryItem
 from parley.faces.cloudbase.errors import INVALID_PARAM, FaceError
+from parley.ids import parse_id
 
 ABSENT = ("", "undefined", "null")
+MAX_RATING = 10
 HISTORY_ROLES = ("user", "assistant", "system")
 MAX_HISTORY = 100
 MAX_FILES = 20
@@ -132,8 +134,11 @@ def files(data: dict[str, Any]) -> list[str]:
 
 def feedback(data: dict[str, Any]) -> FeedbackInput:
     record = string(data, "recordId", 32, required=True)
-    if not record.isdigit():
+    if not (record.isascii() and record.isdigit()):
         raise invalid("recordId must be a record id from the stream's record_id")
+    record_id = parse_id(record)
+    if record_id is None:  # past any id there can be
+        raise FaceError("RESOURCE_NOT_FOUND", f"record {record} does not exist")
     kind = string(data, "type", 16, required=True)
     if kind not in ("upvote", "downvote"):
         raise invalid('type must be "upvote" or "downvote"')
@@ -143,9 +148,9 @@ def feedback(data: dict[str, Any]) -> FeedbackInput:
     if not isinstance(tags, list) or len(tags) > 20 or not all(isinstance(t, str) and len(t) <= 64 for t in tags):
         raise invalid("tags must be an array of at most 20 strings of up to 64 characters")
     return FeedbackInput(
-        record_id=int(record),
+        record_id=record_id,
         type=kind,
-        rating=integer(data, "rating", 0, 0, 10),
+        rating=integer(data, "rating", 0, 0, MAX_RATING),
         comment=string(data, "comment", 2000),
         tags=tags,
         input=string(data, "input", 20000),

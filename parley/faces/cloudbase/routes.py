@@ -37,11 +37,13 @@ from parley.faces.cloudbase.errors import (
     SERVER_ERROR,
     FaceError,
     error_response,
+    fault_response,
     turn_code,
     turn_message,
 )
 from parley.faces.cloudbase.render import DONE, ChunkRenderer
 from parley.faces.cloudbase.stream import event_stream
+from parley.faces.faults import fault_of
 from parley.ids import new_id
 from parley.services import Services
 from parley.store.cloudbase import ConversationRow, FeedbackQuery, FeedbackRow
@@ -305,8 +307,8 @@ async def get_feedback(call: Call) -> Response:
         type=kind,
         sender=query.get("sender"),
         sender_filter=sender_filter,
-        min_rating=read.integer(query, "minRating", 0, 0) if "minRating" in query else None,
-        max_rating=read.integer(query, "maxRating", 0, 0) if "maxRating" in query else None,
+        min_rating=read.integer(query, "minRating", 0, 0, read.MAX_RATING) if "minRating" in query else None,
+        max_rating=read.integer(query, "maxRating", 0, 0, read.MAX_RATING) if "maxRating" in query else None,
         since_ms=read.timestamp_ms(query, "from"),
         until_ms=read.timestamp_ms(query, "to"),
     )
@@ -400,11 +402,10 @@ class RequestIds:
                 raise
             code = "METHOD_NOT_ALLOWED" if exc.status_code == 405 else "INVALID_PATH"
             await error_response(code, exc.detail, request_id)(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
             if started:
                 raise
-            log.exception("CloudBase call failed")
-            await error_response(SERVER_ERROR, "internal error", request_id)(scope, receive, send_with_id)
+            await fault_response(fault_of(exc, "CloudBase call"), request_id)(scope, receive, send_with_id)
 
 
 BOT = "/bots/{bot_id}"

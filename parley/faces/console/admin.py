@@ -1,6 +1,9 @@
 """The admin HTTP API under /admin, guarded by the admin token (`Authorization: Bearer TOKEN`).
 
-Errors are `{"error": {"code": "...", "message": "..."}}` with a matching HTTP status.
+Errors are `{"error": {"code": "...", "message": "..."}}` with a matching HTTP status: among
+them 409 `conflict` (a publish that lost a race it could not win by retrying), 503 `busy` with
+`Retry-After` (the database stayed locked past `database_busy_timeout`) and 500 `internal`
+(the details go to the server's log, never to the caller).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from parley.engine.apps import App, AppError
+from parley.engine.apps import App, AppConflict, AppError
 from parley.engine.faces import Face
+from parley.faces.faults import BUSY_MESSAGE, INTERNAL_MESSAGE, RETRY_AFTER_SECONDS, Fault, fault_of
+from parley.ids import parse_id
 from parley.services import Services
 from parley.store.conversations import RecordRow
 
@@ -41,8 +46,21 @@ def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return await handler(request, services)
         except AppError as exc:
             return error_response(400, "invalid_application", str(exc))
+        except AppConflict as exc:
+            return error_response(409, "conflict", str(exc))
+        except Exception as exc:
+            return fault_response(fault_of(exc, f"admin {request.method} {request.url.path}"))
 
     return endpoint
+
+
+def fault_response(fault: Fault) -> Response:
+    """The server's own failure in the admin API's shape: busy (503, Retry-After) or internal (500)."""
+    if fault is Fault.BUSY:
+        response = error_response(503, "busy", BUSY_MESSAGE)
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    return error_response(500, "internal", INTERNAL_MESSAGE)
 
 
 async def json_body(request: Request) -> dict[str, Any] | Response:
@@ -163,10 +181,12 @@ async def session_records(request: Request, services: Services) -> Response:
         return error_response(404, "not_found", f"no application named {request.path_params['name']!r}")
     try:
         count = int(request.query_params.get("count", "100"))
-        before = request.query_params.get("before")
-        before_id = int(before) if before else None
     except ValueError:
-        return error_response(400, "bad_request", "count and before must be integers")
+        return error_response(400, "bad_request", "count must be an integer")
+    before = request.query_params.get("before")
+    before_id = parse_id(before) if before else None
+    if before and before_id is None:
+        return error_response(400, "bad_request", "before must be a record id (decimal digits)")
     if not 1 <= count <= 1000:
         return error_response(400, "bad_request", "count must be between 1 and 1000")
     try:

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from parley.channels.cloudbase import Bot, KeyKind, OperatorError
 from parley.faces.console.admin import error_response, guarded, json_body, json_response
+from parley.ids import parse_id
 from parley.services import Services
 from parley.store.cloudbase import KeyRow
 
@@ -106,10 +107,12 @@ async def list_keys(request: Request, services: Services) -> Response:
 
 
 async def revoke_key(request: Request, services: Services) -> Response:
-    try:
-        key_id = int(request.path_params["key_id"])
-    except ValueError:
-        return error_response(400, "bad_request", "a key id is an integer")
+    raw = request.path_params["key_id"]
+    if not (raw.isascii() and raw.isdigit()):
+        return error_response(400, "bad_request", "a key id is a string of decimal digits")
+    key_id = parse_id(raw)
+    if key_id is None:  # beyond any id there can be
+        return error_response(404, "not_found", f"no active key {raw}")
     if not await services.cloudbase.revoke_key(key_id):
         return error_response(404, "not_found", f"no active key {key_id}")
     return Response(status_code=204)

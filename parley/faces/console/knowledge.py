@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from parley.engine.apps import App
 from parley.faces.console.admin import error_response, guarded, json_body, json_response
+from parley.ids import parse_id
 from parley.knowledge.attributes import AttributeEntity, LabelError, LabelInput, LabelNotFound
 from parley.knowledge.labels import ScopeError
 from parley.knowledge.service import KnowledgeError, KnowledgeService
@@ -93,8 +94,8 @@ def with_knowledge(handler: KnowledgeHandler) -> Callable[[Request, Services], A
 
 
 def _id(request: Request, key: str) -> int | None:
-    raw = request.path_params[key]
-    return int(raw) if raw.isdigit() and len(raw) <= 20 else None
+    """The path's id; None (answered as not found) when it cannot be one."""
+    return parse_id(request.path_params[key])
 
 
 @with_knowledge
@@ -301,12 +302,13 @@ def _label_inputs(data: Any, *, with_ids: bool) -> list[LabelInput]:
     inputs = []
     for item in data:
         raw_id = item.get("id") if with_ids else None
-        if raw_id is not None and not str(raw_id).isdigit():
+        label_id = parse_id(str(raw_id)) if raw_id is not None else None
+        if raw_id is not None and label_id is None:
             raise LabelError(f"label id {raw_id!r} is not a decimal id")
         similar = item.get("similar") or []
         if not isinstance(similar, list):
             raise LabelError("similar must be a list of strings")
-        inputs.append(LabelInput(item.get("name"), tuple(similar), int(raw_id) if raw_id is not None else None))
+        inputs.append(LabelInput(item.get("name"), tuple(similar), label_id))
     return inputs
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from parley.faces.faults import BUSY_MESSAGE, Fault
+
 # common codes
 HTTP_PARSE_ERROR = 60002
 JSON_PARSE_ERROR = 60003
@@ -60,3 +62,13 @@ def json_response(data: dict[str, Any]) -> Response:
 
 def failure(code: int, info: str) -> Response:
     return json_response(envelope(code, info))
+
+
+def fault_envelope(fault: Fault, family: Family) -> dict[str, Any]:
+    """The server's own failure: the family's internal-error code ("please retry"), saying
+    whether the database was busy; never the exception's text."""
+    return envelope(family.internal, BUSY_MESSAGE if fault is Fault.BUSY else "internal error, please retry")
+
+
+def fault_failure(fault: Fault, family: Family) -> Response:
+    return json_response(fault_envelope(fault, family))

@@ -9,19 +9,16 @@ family's own code); the frequency limits of the application (60011) and of the c
 
 from __future__ import annotations
 
-import logging
-
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from parley.faces.faults import fault_of
 from parley.faces.im import errors
 from parley.faces.im.calls import CALLS, Call
 from parley.faces.im.context import im_context
-from parley.faces.im.errors import IMError, envelope, failure, json_response
-
-log = logging.getLogger(__name__)
+from parley.faces.im.errors import LOGIN, IMError, envelope, failure, fault_failure, json_response
 
 MAX_REQUEST_BYTES = 1024 * 1024
 
@@ -29,10 +26,10 @@ MAX_REQUEST_BYTES = 1024 * 1024
 async def rest_call(request: Request) -> Response:
     if request.method != "POST":
         return failure(errors.HTTP_PARSE_ERROR, "REST calls are HTTPS POST requests")
-    context = await im_context(request)
     query = request.query_params
     name = f"{request.path_params['service']}/{request.path_params['command']}"
     try:
+        context = await im_context(request)
         app = context.app(query.get("sdkappid"))
         spec = CALLS.get(name)
         if spec is None:
@@ -58,10 +55,9 @@ async def rest_call(request: Request) -> Response:
         result = await spec.handler(Call(context, app, identifier, body))
     except IMError as exc:
         return failure(exc.code, exc.info)
-    except Exception:
-        log.exception("IM call %s failed", name)
-        family = CALLS[name].family if name in CALLS else None
-        return failure(family.internal if family else 70500, "internal error, please retry")
+    except Exception as exc:
+        spec = CALLS.get(name)
+        return fault_failure(fault_of(exc, f"IM call {name}"), spec.family if spec else LOGIN)
     return json_response(envelope(**result))
 
 

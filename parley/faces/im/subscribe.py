@@ -30,10 +30,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from parley.faces.faults import fault_of
 from parley.faces.im import errors
 from parley.faces.im.calls import message_json, read_outgoing, send_c2c
 from parley.faces.im.context import IMContext, im_context
-from parley.faces.im.errors import IMError, envelope, failure, json_response
+from parley.faces.im.errors import IMError, envelope, failure, fault_envelope, fault_failure, json_response
 from parley.messaging.delivery import Delivered, Overflowed
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ async def subscribe_sse(request: Request) -> Response:
         context, sdkappid, user = await _authenticate(request)
     except IMError as exc:
         return failure(exc.code, exc.info)
+    except Exception as exc:
+        return fault_failure(fault_of(exc, "IM subscription"), errors.LOGIN)
 
     async def stream() -> AsyncIterator[bytes]:
         with context.messaging.delivery.subscribe(sdkappid, user) as subscription:
@@ -97,6 +100,8 @@ async def user_sendmsg(request: Request) -> Response:
         result = await send_c2c(context, sdkappid, read_outgoing(body, user))
     except IMError as exc:
         return failure(exc.code, exc.info)
+    except Exception as exc:
+        return fault_failure(fault_of(exc, "IM user sendmsg"), errors.OPENIM)
     return json_response(envelope(**result))
 
 
@@ -107,6 +112,11 @@ async def subscribe_ws(websocket: WebSocket) -> None:
     except IMError as exc:
         await websocket.send_text(json.dumps({"Event": "Error", **envelope(exc.code, exc.info)}))
         await websocket.close(1008)
+        return
+    except Exception as exc:
+        fault = fault_envelope(fault_of(exc, "IM subscription"), errors.LOGIN)
+        await websocket.send_text(json.dumps({"Event": "Error", **fault}))
+        await websocket.close(1011)
         return
     sending = asyncio.Lock()  # deliveries and answers to the client's frames share the socket
 
@@ -163,6 +173,8 @@ async def _answer_frame(text: str, context: IMContext, sdkappid: int, user: str)
         result = await send_c2c(context, sdkappid, read_outgoing(frame, user))
     except IMError as exc:
         return {**head, **envelope(exc.code, exc.info)}
+    except Exception as exc:
+        return {**head, **fault_envelope(fault_of(exc, "IM sendmsg frame"), errors.OPENIM)}
     return {**head, **envelope(**result)}
 
 

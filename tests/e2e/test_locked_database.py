@@ -1,0 +1,116 @@
+"""Another process holds the database's write lock past Parley's busy timeout (an operator's
+`parley app apply`, a backup): every face answers "busy, try again" in its own shape, never a
+plain-text 500 or a traceback, and the same calls work once the lock is gone."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from TLSSigAPIv2 import TLSSigAPIv2
+
+from tests.e2e.test_cloudapi import CLOUD_API_CONFIG, make_client
+from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
+
+BUSY_TIMEOUT = 0.3  # seconds: the test's locks outlast it at once
+IM_APP = 1400000009
+IM_KEY = "c" * 64
+IM_CONFIG = f"""
+[[im.apps]]
+sdkappid = {IM_APP}
+secret_key = "{IM_KEY}"
+"""
+LEAKS = ("Traceback", "OperationalError", "sqlite", "database is locked")
+
+
+@pytest.fixture(scope="module")
+def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    config = f"database_busy_timeout = {BUSY_TIMEOUT}\n" + default_config(scripted_model) + CLOUD_API_CONFIG + IM_CONFIG
+    server = start_parley(tmp_path_factory.mktemp("locked"), config)
+    yield server
+    server.close()
+
+
+@contextlib.contextmanager
+def write_locked(server: ParleyServer) -> Iterator[None]:
+    """Holds the SQLite file's write lock from this (other) process until the block ends."""
+    connection = sqlite3.connect(Path(server.data_dir) / "parley.db", timeout=30, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        connection.execute("ROLLBACK")
+        connection.close()
+
+
+def no_leak(text: str) -> None:
+    assert not any(leak in text for leak in LEAKS), text
+
+
+def test_the_admin_api_answers_503_with_retry_after_then_works(server):
+    with write_locked(server):
+        response = server.admin("POST", "/admin/apps", json={"name": "while-locked"})
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"].isdigit()
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["error"]["code"] == "busy"
+        no_leak(response.text)
+        assert server.admin("GET", "/admin/apps").status_code == 200  # reading goes on
+    assert server.admin("POST", "/admin/apps?publish=1", json={"name": "while-locked"}).status_code == 201
+
+
+def test_the_admin_api_publish_under_a_lock_is_busy(server):
+    server.create_app("publish-locked")
+    with write_locked(server):
+        response = server.admin("POST", "/admin/apps/publish-locked/publish", json={})
+    assert response.status_code == 503 and response.json()["error"]["code"] == "busy"
+    no_leak(response.text)
+
+
+def test_the_cloud_api_answers_failed_operation(server):
+    client = make_client(server)
+    with write_locked(server):
+        with pytest.raises(TencentCloudSDKException) as info:
+            client.call_json("CreateApp", {"AppType": "knowledge_qa", "BaseConfig": {"Name": "cloud-locked"}})
+    assert info.value.code == "FailedOperation"
+    no_leak(info.value.message)
+
+
+def test_cloudbase_answers_its_error_body_with_503(server):
+    server.create_app("cb-locked")
+    key = server.admin("POST", "/admin/apps/cb-locked/cloudbase/keys", json={"kind": "api"}).json()
+    url = f"{server.url}/v1/aibot/bots/{key['botId']}/conversation"
+    with write_locked(server):
+        response = httpx.post(url, json={"title": "t"}, headers={"Authorization": f"Bearer {key['key']}"}, timeout=30)
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"].isdigit()
+    body = response.json()
+    assert body["code"] == "AGENT_SERVER_ERR" and body["requestId"] == response.headers["x-request-id"]
+    no_leak(response.text)
+
+
+def test_im_answers_its_envelope(server):
+    sig = TLSSigAPIv2(IM_APP, IM_KEY)
+    admin = {"sdkappid": IM_APP, "identifier": "administrator", "usersig": sig.gen_sig("administrator"),
+             "random": 1, "contenttype": "json"}
+    for user in ("alice", "bob"):
+        imported = httpx.post(f"{server.url}/v4/im_open_login_svc/account_import", params=admin,
+                              json={"UserID": user}, timeout=30).json()
+        assert imported["ErrorCode"] == 0, imported
+    as_alice = {"sdkappid": IM_APP, "identifier": "alice", "usersig": sig.gen_sig("alice")}
+    message = {"To_Account": "bob", "MsgRandom": 7, "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hi"}}]}
+    with write_locked(server):
+        sent = httpx.post(f"{server.url}/im/v1/sendmsg", params=as_alice, json=message, timeout=30)
+        imported = httpx.post(f"{server.url}/v4/im_open_login_svc/account_import", params=admin,
+                              json={"UserID": "carol"}, timeout=30)
+    for response in (sent, imported):
+        assert response.status_code == 200, response.text
+        body = json.loads(response.text)
+        assert body["ActionStatus"] == "FAIL" and body["ErrorCode"] in (90994, 70500), body
+        no_leak(response.text)
