@@ -22,14 +22,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from parley.faces.adp import tc3
-from parley.faces.adp.cloud_actions import ACTIONS
+from parley.faces.adp import adp_actions, lkeap, tc3
+from parley.faces.adp.cloud_actions import ACTIONS, Action
 from parley.faces.adp.cloud_params import CloudApiError, Params
 from parley.services import Services
 
 log = logging.getLogger(__name__)
 
 VERSION = "2023-11-30"
+TABLES: dict[str, dict[str, Action]] = {
+    VERSION: ACTIONS,  # lke
+    adp_actions.VERSION: adp_actions.ACTIONS,
+    lkeap.VERSION: lkeap.ACTIONS,
+}
+"""The actions of each X-TC-Version (one service each: lke, adp, lkeap)."""
 MAX_BODY = 10 * 1024 * 1024
 """Tencent accepts TC3-signed POST bodies up to 10 MB."""
 
@@ -75,9 +81,10 @@ async def cloud_api(request: Request) -> Response:
         version = headers.get("x-tc-version", "")
         if not version:
             raise CloudApiError("MissingParameter", "The request is missing the X-TC-Version header.")
-        if version != VERSION:
+        table = TABLES.get(version)
+        if table is None:
             raise CloudApiError("NoSuchVersion", f"The API version `{version}` does not exist; use {VERSION}.")
-        handler = ACTIONS.get(action)
+        handler = table.get(action)
         if handler is None:
             raise CloudApiError("InvalidAction", f"The API `{action}` does not exist.")
         result = await handler(Params(_parse(body), origin=str(request.base_url).rstrip("/")), services)
@@ -86,6 +93,8 @@ async def cloud_api(request: Request) -> Response:
     except Exception:
         log.exception("cloud API call %s failed", request.headers.get("x-tc-action"))
         return error_response("InternalError", "An internal error occurred.", request_id)
+    if isinstance(result, Response):  # a streamed answer (lkeap ChatCompletions)
+        return result
     return _json({"Response": {**result, "RequestId": request_id}})
 
 
