@@ -304,3 +304,12 @@ def test_a_model_failing_mid_stream_ends_it_with_an_error_event(lkeap, model):
     chunks = [json.loads(event["data"]) for event in lkeap.ChatCompletions(chat_request("title that drops")) if "data" in event]
     assert chunks[0]["Choices"][0]["Delta"]["Content"] == "ab"
     assert chunks[-1]["Response"]["Error"]["Code"] == "FailedOperation"
+
+
+def test_a_model_going_silent_mid_stream_ends_it_with_an_error_event(lkeap, model):
+    # scripted-fast-timeout waits one second between chunks; the first chunk was awaited by another task
+    model.script("title that hangs", content="abcdefghijkl", chunk_size=2, hang_after=1)
+    request = chat_request("title that hangs", "scripted-fast-timeout")
+    chunks = [json.loads(event["data"]) for event in lkeap.ChatCompletions(request) if "data" in event]
+    assert chunks[0]["Choices"][0]["Delta"]["Content"] == "ab"
+    assert chunks[-1]["Response"]["Error"] == {"Code": "FailedOperation", "Message": "The model did not answer in time."}

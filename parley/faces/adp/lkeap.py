@@ -16,6 +16,7 @@ which the client raises.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +30,8 @@ from parley.faces.adp.cloud_actions import Action
 from parley.faces.adp.cloud_params import CloudApiError, Params, invalid_value
 from parley.models import ChatChunk, ChatMessage, ModelError, Usage
 from parley.services import Services
+
+log = logging.getLogger(__name__)
 
 SERVICE = "lkeap"
 VERSION = "2024-05-22"
@@ -77,6 +80,17 @@ async def _chunks(services: Services, config: ModelConfig, messages: list[ChatMe
         await stream.aclose()
 
 
+async def _read_into(chunks: AsyncIterator[ChatChunk], queue: asyncio.Queue[ChatChunk | Exception | None]) -> None:
+    """Puts each chunk on the queue, then None at the end or the model's failure."""
+    try:
+        async for chunk in chunks:
+            await queue.put(chunk)
+    except Exception as exc:  # noqa: BLE001 - whatever ends the stream reaches the waiting side
+        await queue.put(exc)
+    else:
+        await queue.put(None)
+
+
 def _usage(usage: Usage | None) -> dict[str, int]:
     if usage is None:
         return {"PromptTokens": 0, "CompletionTokens": 0, "TotalTokens": 0}
@@ -87,7 +101,10 @@ def _usage(usage: Usage | None) -> dict[str, int]:
 def _failure(exc: Exception) -> CloudApiError:
     if isinstance(exc, TimeoutError):
         return CloudApiError("FailedOperation", "The model did not answer in time.")
-    return CloudApiError("FailedOperation", f"The model could not answer: {exc}.")
+    if isinstance(exc, ModelError):
+        return CloudApiError("FailedOperation", f"The model could not answer: {exc.message}.")
+    log.error("ChatCompletions failed", exc_info=exc)
+    return CloudApiError("InternalError", "An internal error occurred.")
 
 
 async def chat_completions(params: Params, services: Services) -> dict[str, Any] | StreamingResponse:
@@ -112,10 +129,13 @@ async def chat_completions(params: Params, services: Services) -> dict[str, Any]
         message = {"Role": "assistant", "Content": "".join(text), "ReasoningContent": "".join(reasoning)}
         return {"Created": created, "Id": request_id, "Model": requested, "Usage": _usage(usage),
                 "Choices": [{"Index": 0, "FinishReason": "stop", "Message": message}]}
-    try:
-        first = await anext(chunks, None)
-    except (ModelError, TimeoutError) as exc:
-        raise _failure(exc) from None
+    # The model is read by a task of its own, so that its timeouts belong to one task while the
+    # first chunk is awaited here (a failure then is a JSON error) and the rest by the response.
+    queue: asyncio.Queue[ChatChunk | Exception | None] = asyncio.Queue()
+    reader = asyncio.create_task(_read_into(chunks, queue))
+    first = await queue.get()
+    if isinstance(first, Exception):
+        raise _failure(first)
 
     def data(chunk: ChatChunk | None, usage: Usage | None = None) -> bytes:
         delta = {"Role": "assistant", "Content": chunk.text if chunk else "",
@@ -129,24 +149,21 @@ async def chat_completions(params: Params, services: Services) -> dict[str, Any]
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
     async def events() -> AsyncIterator[bytes]:
-        usage = None
+        usage, item = None, first
         try:
-            if first is not None:
-                usage = first.usage
-                if first.text or first.reasoning:
-                    yield data(first)
-                async for chunk in chunks:
-                    usage = chunk.usage or usage
-                    if chunk.text or chunk.reasoning:
-                        yield data(chunk)
-        except (ModelError, TimeoutError) as exc:
-            error = _failure(exc)
+            while isinstance(item, ChatChunk):
+                usage = item.usage or usage
+                if item.text or item.reasoning:
+                    yield data(item)
+                item = await queue.get()
+        finally:
+            reader.cancel()  # stops the model if the client went away; a no-op once it has ended
+        if isinstance(item, Exception):
+            error = _failure(item)
             failure = {"Response": {"Error": {"Code": error.code, "Message": error.message}, "RequestId": request_id}}
             yield b"data: " + orjson.dumps(failure) + b"\n\n"
-            return
-        finally:
-            await chunks.aclose()
-        yield data(None, usage)
+        else:
+            yield data(None, usage)
 
     return StreamingResponse(events(), headers=SSE_HEADERS)
 
