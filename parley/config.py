@@ -235,6 +235,9 @@ class CloudApiSettings(BaseModel):
     upload_max_bytes: int = 50 * 1024 * 1024
     realtime_doc_max_chars: int = 20000
     """Characters of a parsed real-time document kept for the chat; the rest is cut off."""
+    lkeap_model: str = ""
+    """The model answering lkeap ChatCompletions (conversation titles) when the call's `Model` is
+    not a configured model's name; empty: the server's default model."""
 
 
 class CloudBaseSettings(BaseModel):

@@ -164,6 +164,9 @@ class RealtimeDocuments:
 
         Raises DocumentError for an unknown doc_id, a document of another application or
         session (ADP: the docParse session_id must equal the chat's), or one that failed.
+        A document parsed without a session (adp-chat-client parses before its conversation
+        exists) goes to the first session that names it together with its file URL, which
+        carries the upload's unguessable key.
         """
         documents = []
         for info in file_infos:
@@ -172,6 +175,9 @@ class RealtimeDocuments:
             row = await self._repo.get(found) if found is not None else None
             if row is None or row.app_id != app_id:
                 raise DocumentError(f"no real-time document {doc_id!r}")
+            if not row.session_id and str(info.get("file_url", "")).endswith("/" + row.object_key):
+                await self._repo.bind_session(row.id, session_id)
+                row = await self._repo.get(row.id) or row
             if row.session_id != session_id:
                 raise DocumentError(f"document {doc_id} was parsed for another session")
             if row.status != "success":

@@ -1,4 +1,4 @@
-"""Real-time documents: stored per application and chat session."""
+"""Real-time documents: stored per application and chat session (none yet: session_id "")."""
 
 from __future__ import annotations
 
@@ -37,3 +37,12 @@ class RealtimeDocRepository:
         async with self._engine.connect() as conn:
             row = (await conn.execute(realtime_docs.select().where(realtime_docs.c.id == doc_id))).first()
         return RealtimeDocRow(**{name: getattr(row, name) for name in RealtimeDocRow.__slots__}) if row else None
+
+    async def bind_session(self, doc_id: int, session_id: str) -> None:
+        """Gives a document parsed without a session to `session_id`, unless a session has it already."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                realtime_docs.update()
+                .where(realtime_docs.c.id == doc_id, realtime_docs.c.session_id == "")
+                .values(session_id=session_id)
+            )

@@ -202,3 +202,26 @@ def test_an_old_binary_office_file_is_accepted_and_fails_to_parse_with_a_reason(
     s3_for(server, grant).put_object(Bucket=grant["Bucket"], Key=grant["UploadPath"], Body=b"\xd0\xcf\x11\xe0 old word")
     final = doc_parse(server, parse_body(app, grant, name="old.doc"))[-1]["payload"]
     assert final["status"] == "FAILED" and "unsupported file type 'doc'" in final["error_message"]
+
+
+def test_a_document_parsed_without_a_session_goes_to_the_first_session_naming_it_with_its_url(server, app, model):
+    # adp-chat-client parses an upload before its conversation exists, so docParse has no session_id
+    grant = credential_for(server, app)
+    s3_for(server, grant).put_object(Bucket=grant["Bucket"], Key=grant["UploadPath"], Body=b"# Menu\n\nSoup on Tuesday.")
+    body = parse_body(app, grant, name="menu.md")
+    del body["session_id"]
+    final = doc_parse(server, body)[-1]["payload"]
+    assert final["status"] == "SUCCESS" and final["session_id"] == ""
+
+    def ask(session: str, file_url: str):
+        info = {"file_name": "menu.md", "file_size": "24", "file_url": file_url, "file_type": "md", "doc_id": final["doc_id"]}
+        return post_chat(server.url, {"bot_app_key": app["app_key"], "visitor_biz_id": "v-doc", "session_id": session,
+                                      "content": "what is on the menu?", "file_infos": [info]})
+
+    assert ask("s-no-url", "https://example.com/menu.md").names() == ["error"]  # the id alone does not claim it
+    first = ask("s-first-naming", grant["FileUrl"])
+    assert first.answer_replies[-1]["is_final"]
+    assert "Soup on Tuesday." in model.stats()["requests"][-1]["messages"][-1]["content"]
+    assert ask("s-first-naming", grant["FileUrl"]).answer_replies[-1]["is_final"]  # again in its session
+    taken = ask("s-later", grant["FileUrl"])
+    assert taken.names() == ["error"] and taken.of("error")[0]["error"]["code"] == 400

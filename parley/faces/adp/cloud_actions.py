@@ -20,7 +20,7 @@ from parley.engine.ratings import RatingRefused, RecordNotFound
 from parley.faces.adp import cloud_knowledge, cloud_labels
 from parley.faces.adp.cloud_params import CloudApiError, Params, invalid_value
 from parley.faces.adp.msg_records import msg_record
-from parley.knowledge.realtime_docs import DocumentError
+from parley.knowledge.realtime_docs import DocumentError, UploadGrant
 from parley.services import Services
 
 Action = Callable[[Params, Services], Awaitable[dict[str, Any]]]
@@ -307,8 +307,9 @@ async def describe_release_info(params: Params, services: Services) -> dict[str,
 # -- real-time documents ---------------------------------------------------------------------
 
 
-async def describe_storage_credential(params: Params, services: Services) -> dict[str, Any]:
-    app = await _app_by_id(services, params, "BotBizId")
+def grant_upload(params: Params, services: Services, app_id: int) -> UploadGrant:
+    """Where to upload the file `FileType`, `IsPublic`, `TypeKey` describe (lke's and adp's
+    DescribeStorageCredential)."""
     file_type = params.string("FileType", required=True, max_len=128)  # an extension or a MIME (sub)type
     public = params.boolean("IsPublic", default=True)
     type_key = params.string("TypeKey", max_len=32) or "offline"  # Tencent's default
@@ -318,9 +319,14 @@ async def describe_storage_credential(params: Params, services: Services) -> dic
     if documents is None:
         raise CloudApiError("UnsupportedOperation", "Uploads are not enabled on this server.")
     try:
-        grant = documents.grant_upload(app.id, file_type, public, type_key)
+        return documents.grant_upload(app_id, file_type, public, type_key)
     except DocumentError as exc:
         raise invalid_value("FileType", str(exc)) from None
+
+
+async def describe_storage_credential(params: Params, services: Services) -> dict[str, Any]:
+    app = await _app_by_id(services, params, "BotBizId")
+    grant = grant_upload(params, services, app.id)
     settings = services.settings.cloud_api
     url = f"{params.origin}/{settings.storage_bucket}/{grant.key}"
     return {

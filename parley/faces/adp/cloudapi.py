@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from parley.faces.adp import tc3
+from parley.faces.adp import adp_actions, lkeap, tc3
 from parley.faces.adp.cloud_actions import ACTIONS
 from parley.faces.adp.cloud_params import CloudApiError, Params
 from parley.faces.adp.cloud_services import CloudServices, changes_state
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 CLOUD_SERVICES = CloudServices()
 CLOUD_SERVICES.register("lke", "2023-11-30", ACTIONS)
+CLOUD_SERVICES.register(adp_actions.SERVICE, adp_actions.VERSION, adp_actions.ACTIONS)
+CLOUD_SERVICES.register(lkeap.SERVICE, lkeap.VERSION, lkeap.ACTIONS)
 MAX_BODY = 10 * 1024 * 1024
 """Tencent accepts TC3-signed POST bodies up to 10 MB."""
 
@@ -115,7 +117,7 @@ async def cloud_api(request: Request) -> Response:
         if fault_of(exc, f"cloud API call {request.headers.get('x-tc-action')}") is Fault.BUSY:
             return error_response("FailedOperation", "The server's database is busy; try again shortly.", request_id)
         return error_response("InternalError", "An internal error occurred.", request_id)
-    if isinstance(result, Response):
+    if isinstance(result, Response):  # a streamed answer (lkeap ChatCompletions)
         return result
     return _json({"Response": {**result, "RequestId": request_id}})
 

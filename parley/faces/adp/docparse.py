@@ -1,7 +1,8 @@
 """`POST /v1/qbot/chat/docParse`: parse an uploaded file for a chat session (ADP real-time documents).
 
 The body names the upload (`cos_bucket`, `cos_url` = the UploadPath from
-DescribeStorageCredential) and the chat `session_id` the document is for. The answer is
+DescribeStorageCredential) and the chat `session_id` the document is for; without one, the
+document goes to the first chat session that names it with its file URL. The answer is
 an SSE stream, HTTP 200 like the chat endpoint: `parsing` events whose payload carries
 `doc_id`, `process` (percent), `status` (`RUNNING`, then `SUCCESS` or `FAILED`),
 `error_message` and `is_final`. ADP documents neither the event name nor the status
@@ -50,8 +51,8 @@ async def doc_parse(request: Request) -> StreamingResponse:
     try:
         data = parse_body(await request.body())
         request_id = string_field(data, "request_id", 255)
-        session_id = string_field(data, "session_id", 64, required=True, non_empty=True)
-        if not SESSION_ID.match(session_id):
+        session_id = string_field(data, "session_id", 64)  # absent: the first chat naming the document
+        if session_id and not SESSION_ID.match(session_id):
             raise BadRequest("session_id must match ^[a-zA-Z0-9_-]{2,64}$")
         app_key = string_field(data, "bot_app_key", 128, required=True, non_empty=True)
         bucket = string_field(data, "cos_bucket", 128)
