@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -19,6 +20,7 @@ from parley.engine.errors import TurnRejected
 from parley.faces.adp.errors import code_and_message
 from parley.faces.adp.render import KEEPALIVE, AdpRenderer, error_frame
 from parley.faces.adp.request import BadRequest, ChatRequest, parse_body, validate_chat
+from parley.faces.bodies import BodyLimit
 from parley.faces.streaming import EventStreamResponse, read_body
 from parley.services import Services
 
@@ -118,3 +120,13 @@ def _request_id_of(body: bytes) -> str:
 
 
 routes = [Route(PATH, chat_sse, methods=["POST"])]
+
+
+def too_large(scope: Scope, limit: int) -> Response:
+    """A body over the limit: the `error` event every rejection is (HTTP 200), code 400."""
+    code, message = code_and_message("bad_request", f"the request body is larger than {limit} bytes")
+    return Response(error_frame(code, message), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def body_limit(limit: int) -> BodyLimit:
+    return BodyLimit(lambda path: path == PATH, limit, too_large)

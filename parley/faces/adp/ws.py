@@ -21,12 +21,15 @@ from urllib.parse import parse_qs
 
 import orjson
 import socketio
+from starlette.responses import Response
+from starlette.types import Scope
 from socketio.exceptions import ConnectionRefusedError as SocketConnectionRefused
 
 from parley.engine.errors import TurnRejected
 from parley.faces.adp.errors import MESSAGES, code_and_message
 from parley.faces.adp.render import AdpRenderer, error_frame
 from parley.faces.adp.request import BadRequest, ChatRequest, validate_chat
+from parley.faces.bodies import BodyLimit
 from parley.services import Services
 
 log = logging.getLogger(__name__)
@@ -104,7 +107,9 @@ def _payload(data: Any) -> dict[str, Any] | None:
 
 
 class AdpSocketServer:
-    def __init__(self, services: Callable[[], Services], allowed_origins: list[str] | str = "*") -> None:
+    def __init__(
+        self, services: Callable[[], Services], allowed_origins: list[str] | str = "*", max_message_bytes: int = 1_000_000
+    ) -> None:
         self._services = services
         self._connections: dict[str, Connection] = {}
         self.sio = socketio.AsyncServer(
@@ -113,6 +118,7 @@ class AdpSocketServer:
             ping_interval=PING_INTERVAL,
             ping_timeout=PING_TIMEOUT,
             cors_allowed_origins=allowed_origins,
+            max_http_buffer_size=max_message_bytes,
             logger=False,
             engineio_logger=False,
         )
@@ -212,3 +218,13 @@ class AdpSocketServer:
     async def _emit_frames(self, sid: str, frames: bytes) -> None:
         for name, data in sse_packets(frames):
             await self.sio.emit(name, RawJson(data), to=sid)
+
+
+def too_large(scope: Scope, limit: int) -> Response:
+    """Engine.IO's own answer to a polling body over `max_http_buffer_size` (a JSON string, as text)."""
+    return Response(b'"Bad Request"', status_code=400, media_type="text/plain")
+
+
+def body_limit(limit: int) -> BodyLimit:
+    """Long-polling bodies: python-socketio reads them whole before it checks their size."""
+    return BodyLimit(lambda path: path.startswith("/" + SOCKETIO_PATH), limit, too_large)
