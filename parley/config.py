@@ -251,7 +251,11 @@ class BodyLimitSettings(BaseModel):
     adp_chat: int = Field(1024 * 1024, gt=0)
     """`POST /v1/qbot/chat/sse` and `/v1/qbot/chat/docParse`."""
     socketio: int = Field(1_000_000, gt=0)
-    """Socket.IO (`/v1/qbot/chat/conn/`): an HTTP long-polling body, and one WebSocket message."""
+    """Socket.IO (`/v1/qbot/chat/conn/`): an HTTP long-polling body, or a message (python-socketio's
+    `max_http_buffer_size`)."""
+    websocket: int = Field(1024 * 1024, gt=0)
+    """One WebSocket message on any face (Socket.IO, the IM subscription): a larger one closes the
+    connection with 1009 before it is read whole (uvicorn's `ws_max_size`)."""
     cloud_api: int = Field(10 * 1024 * 1024, gt=0)
     """`POST /` (Tencent accepts TC3-signed bodies up to 10 MB)."""
     im: int = Field(1024 * 1024, gt=0)

@@ -21,6 +21,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from TLSSigAPIv2 import TLSSigAPIv2
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
 
@@ -50,6 +52,7 @@ im = {LIMIT}
 cloudbase = {LIMIT}
 admin = {LIMIT}
 other = {LIMIT}
+websocket = {LIMIT}
 """
 
 
@@ -279,6 +282,25 @@ def test_a_body_over_the_limit_is_refused_in_the_faces_shape_before_it_is_sent_w
     assert answer.headers.get("connection") == "close"
     assert answer.sent < SENT / 2  # answered long before the body was sent whole
     assert peak_rss(pid) - before < SENT / 4  # and never held in memory
+    assert healthy(server)
+
+
+def im_usersig(identifier: str) -> str:
+    return TLSSigAPIv2(IM_APP, IM_KEY).gen_sig(identifier, 3600)
+
+
+def test_a_websocket_message_over_the_limit_closes_the_connection(server):
+    query = f"sdkappid={IM_APP}&identifier=administrator&usersig={im_usersig('administrator')}&random=1&contenttype=json"
+    imported = httpx.post(f"{server.url}/v4/im_open_login_svc/account_import?{query}", json={"UserID": "wendy"}).json()
+    assert imported["ErrorCode"] == 0
+    url = server.url.replace("http://", "ws://") + f"/im/v1/ws?sdkappid={IM_APP}&identifier=wendy&usersig={im_usersig('wendy')}"
+    with ws_connect(url, open_timeout=30, max_size=None) as socket:
+        assert json.loads(socket.recv(timeout=30))["Event"] == "Ready"
+        socket.send(json.dumps({"Event": "Ping", "Padding": "x" * 2 * LIMIT}))
+        with pytest.raises(ConnectionClosed) as info:
+            for _ in range(5):  # keep-alives may come first; any answer means the message was read
+                assert json.loads(socket.recv(timeout=30))["Event"] == "KeepAlive"
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
     assert healthy(server)
 
 
