@@ -440,4 +440,4 @@ def too_large(scope: Scope, limit: int) -> Response:
 
 
 def body_limit(limit: int) -> BodyLimit:
-    return BodyLimit(lambda path: path.startswith("/v1/aibot/"), limit, too_large)
+    return BodyLimit(lambda path: path.startswith("/v1/aibot"), limit, too_large)
