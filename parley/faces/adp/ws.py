@@ -21,9 +21,9 @@ from urllib.parse import parse_qs
 
 import orjson
 import socketio
+from socketio.exceptions import ConnectionRefusedError as SocketConnectionRefused
 from starlette.responses import Response
 from starlette.types import Scope
-from socketio.exceptions import ConnectionRefusedError as SocketConnectionRefused
 
 from parley.engine.errors import TurnRejected
 from parley.faces.adp.errors import MESSAGES, code_and_message
@@ -226,5 +226,5 @@ def too_large(scope: Scope, limit: int) -> Response:
 
 
 def body_limit(limit: int) -> BodyLimit:
-    """Long-polling bodies: python-socketio reads them whole before it checks their size."""
+    """Long-polling bodies: Engine.IO reads a body without a length to its end, however long."""
     return BodyLimit(lambda path: path.startswith("/" + SOCKETIO_PATH), limit, too_large)
