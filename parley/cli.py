@@ -70,6 +70,7 @@ def serve(
         log_level=settings.log_level,
         loop="uvloop",
         http="httptools",
+        ws_max_size=settings.body_limits.websocket,
         timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
     )
 

@@ -91,6 +91,8 @@ class Settings(BaseModel):
     """The CloudBase AI bot face (`/v1/aibot/...`)."""
     knowledge: "KnowledgeServerSettings" = Field(default_factory=lambda: KnowledgeServerSettings())
     """The knowledge base: embedder, vector index, document limits (`[knowledge]`)."""
+    body_limits: "BodyLimitSettings" = Field(default_factory=lambda: BodyLimitSettings())
+    """The largest request body each face reads (`[body_limits]`)."""
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -232,7 +234,8 @@ class CloudApiSettings(BaseModel):
     storage_region: str = "parley"
     upload_ttl: float = 1800.0
     """Seconds an upload grant (DescribeStorageCredential) stays valid for writing."""
-    upload_max_bytes: int = 50 * 1024 * 1024
+    upload_max_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    """The largest uploaded object: a single PUT, or a multipart upload's parts together."""
     realtime_doc_max_chars: int = 20000
     """Characters of a parsed real-time document kept for the chat; the rest is cut off."""
     lkeap_model: str = ""
@@ -248,6 +251,34 @@ class CloudBaseSettings(BaseModel):
     model_version: str = ""
     """The `version` field of stream chunks (CloudBase shows the model's release there)."""
 
+
+class BodyLimitSettings(BaseModel):
+    """The largest request body each face reads, in bytes (`[body_limits]`).
+
+    A longer body is refused in the face's own error shape: at once when its Content-Length
+    says so, else as soon as the bytes received pass the limit; it is never read whole.
+    Uploads to the storage path are limited by `cloud_api.upload_max_bytes`, knowledge base
+    files posted to the admin API by `knowledge.max_file_mb`.
+    """
+
+    adp_chat: int = Field(1024 * 1024, gt=0)
+    """`POST /v1/qbot/chat/sse` and `/v1/qbot/chat/docParse`."""
+    socketio: int = Field(1_000_000, gt=0)
+    """Socket.IO (`/v1/qbot/chat/conn/`): an HTTP long-polling body, or a message (python-socketio's
+    `max_http_buffer_size`)."""
+    websocket: int = Field(1024 * 1024, gt=0)
+    """One WebSocket message on any face (Socket.IO, the IM subscription): a larger one closes the
+    connection with 1009 before it is read whole (uvicorn's `ws_max_size`)."""
+    cloud_api: int = Field(10 * 1024 * 1024, gt=0)
+    """`POST /` (Tencent accepts TC3-signed bodies up to 10 MB)."""
+    im: int = Field(1024 * 1024, gt=0)
+    """The IM REST API (`/v4/...`) and `/im/v1/...`."""
+    cloudbase: int = Field(1024 * 1024, gt=0)
+    """`/v1/aibot/...`."""
+    admin: int = Field(1024 * 1024, gt=0)
+    """`/admin/...`, but for knowledge base files (documents, Q&A imports)."""
+    other: int = Field(64 * 1024, gt=0)
+    """Any other path."""
 
 
 class EmbedderConfig(BaseModel):

@@ -28,10 +28,12 @@ from parley.faces.adp import storage as adp_storage
 from parley.faces.adp import v2_sse as adp_v2_sse
 from parley.faces.adp import ws as adp_ws
 from parley.faces.adp import ws_v2 as adp_ws_v2
+from parley.faces.bodies import BodyLimit, BodyLimits
 from parley.faces.cloudbase import routes as cloudbase
 from parley.faces.console import admin
 from parley.faces.console import cloudbase_admin
 from parley.faces.console import knowledge as knowledge_admin
+from parley.faces.im import rest as im_rest
 from parley.faces.im.routes import routes as im_routes
 from parley.knowledge.service import KnowledgeService
 from parley.knowledge.realtime_docs import RealtimeDocuments
@@ -59,7 +61,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     bus = LocalBus(retention=settings.turn_retention, compact=compact_events)
     apps = ApplicationService(AppRepository(database.engine), models.names)
     documents = RealtimeDocuments(
-        RealtimeDocRepository(database.engine), LocalObjectStore(settings.data_dir / "objects"),
+        RealtimeDocRepository(database.engine),
+        LocalObjectStore(settings.data_dir / "objects", max_object_bytes=settings.cloud_api.upload_max_bytes),
         settings.ensure_admin_token, upload_ttl=settings.cloud_api.upload_ttl,
         max_chars=settings.cloud_api.realtime_doc_max_chars,
     )
@@ -115,9 +118,28 @@ def build_app(settings: Settings, on_ready: Callable[[Services, App | None], Non
     # ADP's Socket.IO endpoints (v1, v2) sit in front; every other request (and the lifespan) goes to http_app.
     services = lambda: http_app.state.services  # noqa: E731
     origins = settings.cloud_api.ws_allowed_origins
-    sockets = adp_ws.AdpSocketServer(services, origins)
-    sockets_v2 = adp_ws_v2.AdpV2SocketServer(services, origins)
-    return HotPaths(sockets_v2.asgi(sockets.asgi(http_app)), services)
+    sockets = adp_ws.AdpSocketServer(services, origins, settings.body_limits.socketio)
+    sockets_v2 = adp_ws_v2.AdpV2SocketServer(services, origins, settings.body_limits.socketio)
+    server = HotPaths(sockets_v2.asgi(sockets.asgi(http_app)), services)
+    return BodyLimits(server, body_limits(settings), default=settings.body_limits.other)
+
+
+def body_limits(settings: Settings) -> list[BodyLimit]:
+    """Each face's request body limit and refusal, the first whose paths match a request applies."""
+    limits = settings.body_limits
+    return [
+        adp_sse.body_limit(limits.adp_chat),
+        adp_v2_sse.body_limit(limits.adp_chat),
+        adp_docparse.body_limit(limits.adp_chat),
+        adp_ws.body_limit(limits.socketio),
+        adp_ws_v2.body_limit(limits.socketio),
+        adp_cloudapi.body_limit(limits.cloud_api),
+        adp_storage.body_limit(settings.cloud_api.storage_bucket, settings.cloud_api.upload_max_bytes),
+        im_rest.body_limit(limits.im),
+        cloudbase.body_limit(limits.cloudbase),
+        knowledge_admin.body_limit(int(settings.knowledge.max_file_mb * 1024 * 1024)),
+        admin.body_limit(limits.admin),
+    ]
 
 
 def settle_garbage_collector() -> None:

@@ -2,9 +2,10 @@
 
 ADP's flow is DescribeStorageCredential (where to upload) -> upload -> docParse (parse,
 get a `doc_id`) -> chat with `file_infos: [{doc_id, ...}]`. Parley serves the upload
-itself. An upload grant is a capability in the object key: the key carries the
-application, an expiry and an HMAC of both, so a write is accepted only under a key
-Parley handed out and only until it expires, with no state to keep. Reading a document
+itself. An upload grant is a capability in the object key: the key carries its visibility,
+kind, application and expiry and an HMAC of all of them and the file name, so a write is
+accepted only under a key Parley handed out, unchanged, and only until it expires, with no
+state to keep. Reading a document
 back goes by its unguessable key. The same grants (kind `offline`) serve files uploaded for
 the knowledge base, which SaveDoc then hands to the knowledge service (`uploaded`).
 """
@@ -78,10 +79,11 @@ class RealtimeDocuments:
         self.upload_ttl = upload_ttl
         self.max_chars = max_chars
 
-    def _sign(self, app_id: int, expires: int, name: str, kind: str = "realtime") -> str:
+    def _sign(self, visibility: str, kind: str, app_id: int, expires: int, name: str) -> str:
+        """The MAC of every part of a grant's key but the MAC itself."""
         key = hashlib.sha256(("parley-upload:" + self._secret()).encode()).digest()
-        scoped = f"{app_id}/{expires}/{name}" if kind == "realtime" else f"{kind}/{app_id}/{expires}/{name}"
-        return hmac.new(key, scoped.encode(), hashlib.sha256).hexdigest()[:32]
+        granted = f"{visibility}/{kind}/{app_id}/{expires}/{name}"
+        return hmac.new(key, granted.encode(), hashlib.sha256).hexdigest()[:32]
 
     def grant_upload(self, app_id: int, file_type: str, public: bool = True, kind: str = "realtime") -> UploadGrant:
         """Where to upload a file: `realtime` for a chat (docParse), `offline` for the
@@ -95,7 +97,7 @@ class RealtimeDocuments:
         expires = now + int(self.upload_ttl)
         name = f"{secrets.token_hex(16)}.{file_type.lower()}"
         visibility = "public" if public else "private"
-        key = f"{visibility}/{kind}/{app_id}/{expires}/{self._sign(app_id, expires, name, kind)}/{name}"
+        key = f"{visibility}/{kind}/{app_id}/{expires}/{self._sign(visibility, kind, app_id, expires, name)}/{name}"
         return UploadGrant(key, now, expires)
 
     def granted_app(self, key: str, *, for_writing: bool) -> int:
@@ -104,7 +106,8 @@ class RealtimeDocuments:
         if match is None:
             raise ObjectError("AccessDenied", "this key was not issued by DescribeStorageCredential")
         app_id, expires = int(match["app"]), int(match["expires"])
-        if not hmac.compare_digest(self._sign(app_id, expires, match["name"], match["kind"]), match["sig"]):
+        expected = self._sign(match["visibility"], match["kind"], app_id, expires, match["name"])
+        if not hmac.compare_digest(expected, match["sig"]):
             raise ObjectError("AccessDenied", "this key was not issued by DescribeStorageCredential")
         if for_writing and expires < time.time():
             raise ObjectError("AccessDenied", "the upload grant has expired")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -11,6 +12,11 @@ from parley.store.apps import AppRepository
 from parley.store.database import Database
 from parley.store.objects import LocalObjectStore, ObjectError
 from parley.store.realtime_docs import RealtimeDocRepository
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
 
 
 @pytest.fixture
@@ -37,6 +43,24 @@ async def test_a_grant_is_good_for_its_app_only_and_cannot_be_forged(setup):
         documents.grant_upload(app_id, "../x")
 
 
+@pytest.mark.parametrize("public", [True, False])
+async def test_every_part_of_a_grant_is_covered_by_its_mac(setup, public):
+    documents, app_id, _ = setup
+    grant = documents.grant_upload(app_id, "md", public=public, kind="realtime")
+    visibility, kind, app, expires, mac, name = grant.key.split("/")
+    flipped = {"public": "private", "private": "public"}[visibility]
+    for forged in (
+        f"{flipped}/{kind}/{app}/{expires}/{mac}/{name}",
+        f"{visibility}/offline/{app}/{expires}/{mac}/{name}",
+        f"{visibility}/{kind}/{app}/{int(expires) + 1}/{mac}/{name}",
+        f"{visibility}/{kind}/{app}/{expires}/{mac}/{'0' * 32}.md",
+    ):
+        for writing in (True, False):
+            with pytest.raises(ObjectError) as info:
+                documents.granted_app(forged, for_writing=writing)
+            assert info.value.code == "AccessDenied"
+
+
 async def test_an_expired_grant_can_be_read_but_not_written(setup, monkeypatch):
     documents, app_id, _ = setup
     grant = documents.grant_upload(app_id, "md")
@@ -50,7 +74,7 @@ async def test_an_expired_grant_can_be_read_but_not_written(setup, monkeypatch):
 async def test_a_turn_gets_its_sessions_documents_and_nothing_else(setup):
     documents, app_id, other_id = setup
     grant = documents.grant_upload(app_id, "md")
-    await documents.objects.put(grant.key, b"# Title\n\nA long enough body of text")
+    await documents.objects.put(grant.key, chunks(b"# Title\n\nA long enough ", b"body of text"))
     doc = await documents.parse(app_id, "s1", "/" + grant.key, "notes.md", "md", "http://x/notes.md")
     assert doc.status == "success" and len(doc.text) == 10  # cut at max_chars
     used = await documents.for_turn(app_id, "s1", [{"doc_id": str(doc.id)}])

@@ -21,15 +21,17 @@ import uuid
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from parley.faces.adp import adp_actions, lkeap, tc3
 from parley.faces.adp.cloud_actions import ACTIONS
 from parley.faces.adp.cloud_params import CloudApiError, Params
 from parley.faces.adp.cloud_services import CloudServices, changes_state
 from parley.faces.faults import Fault, fault_of
+from parley.faces.bodies import BodyLimit
 from parley.services import Services
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,8 @@ async def cloud_api(request: Request) -> Response:
         result = await handler(Params(_parse(body), origin=str(request.base_url).rstrip("/")), services)
     except CloudApiError as exc:
         return error_response(exc.code, exc.message, request_id)
+    except ClientDisconnect:  # gone, or cut off past the body limit (and answered already)
+        return error_response("InvalidParameter", "The request body was not received whole.", request_id)
     except Exception as exc:
         if fault_of(exc, f"cloud API call {request.headers.get('x-tc-action')}") is Fault.BUSY:
             return error_response("FailedOperation", "The server's database is busy; try again shortly.", request_id)
@@ -146,3 +150,12 @@ def _parse(body: bytes) -> dict[str, Any]:
 
 
 routes = [Route("/", cloud_api, methods=["POST"])]
+
+
+def too_large(scope: Scope, limit: int) -> Response:
+    return error_response("RequestSizeLimitExceeded", f"The request body exceeds {limit} bytes.", str(uuid.uuid4()))
+
+
+def body_limit(limit: int) -> BodyLimit:
+    """`POST /` only: the path no other face has."""
+    return BodyLimit(lambda path: path == "/", limit, too_large)

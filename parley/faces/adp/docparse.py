@@ -18,16 +18,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Scope
 
 from parley.faces.adp.errors import MESSAGES, fault_code_and_message
 from parley.faces.adp.render import error_frame, frame
 from parley.faces.adp.request import SESSION_ID, BadRequest, parse_body, string_field
+from parley.faces.bodies import BodyLimit
 from parley.faces.faults import fault_of
 from parley.knowledge.realtime_docs import DocumentError
 from parley.services import Services
 
+PATH = "/v1/qbot/chat/docParse"
 EVENT = "parsing"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -98,4 +101,14 @@ async def doc_parse(request: Request) -> StreamingResponse:
     return _stream(events())
 
 
-routes = [Route("/v1/qbot/chat/docParse", doc_parse, methods=["POST"])]
+routes = [Route(PATH, doc_parse, methods=["POST"])]
+
+
+def too_large(scope: Scope, limit: int) -> Response:
+    """A body over the limit: an `error` event (HTTP 200), code 400, as for any refused request."""
+    message = f"{MESSAGES[400]}: the request body is larger than {limit} bytes"
+    return Response(error_frame(400, message), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def body_limit(limit: int) -> BodyLimit:
+    return BodyLimit(lambda path: path == PATH, limit, too_large)

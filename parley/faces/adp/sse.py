@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -20,8 +21,9 @@ from parley.faces.adp import v2_sse
 from parley.faces.adp.errors import code_and_message
 from parley.faces.adp.render import AdpRenderer, error_frame
 from parley.faces.adp.request import BadRequest, ChatRequest, parse_body, validate_chat
-from parley.faces.adp.turn_stream import answer, event_stream, single, wants_stream
+from parley.faces.adp.turn_stream import SSE_HEADERS, answer, event_stream, single, wants_stream
 from parley.faces.adp.v2_request import looks_like_v2, looks_like_v2_bytes
+from parley.faces.bodies import BodyLimit
 from parley.faces.streaming import EventStreamResponse, read_body
 from parley.services import Services
 
@@ -79,3 +81,13 @@ def _request_id_of(data: dict[str, Any]) -> str:
 
 
 routes = [Route(PATH, chat_sse, methods=["POST"])]
+
+
+def too_large(scope: Scope, limit: int) -> Response:
+    """A body over the limit: the `error` event every rejection is (HTTP 200), code 400."""
+    code, message = code_and_message("bad_request", f"the request body is larger than {limit} bytes")
+    return Response(error_frame(code, message), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def body_limit(limit: int) -> BodyLimit:
+    return BodyLimit(lambda path: path == PATH, limit, too_large)

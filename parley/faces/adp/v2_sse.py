@@ -11,14 +11,17 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from parley.engine.turn import TurnInfo
 from parley.faces.adp.errors import code_and_message
 from parley.faces.adp.request import BadRequest, parse_body
-from parley.faces.adp.turn_stream import answer, event_stream, single, wants_stream
+from parley.faces.adp.turn_stream import SSE_HEADERS, answer, event_stream, single, wants_stream
 from parley.faces.adp.v2_render import V2Renderer, error_frame
 from parley.faces.adp.v2_request import V2Chat, request_id_of, validate_v2
+from parley.faces.bodies import BodyLimit
 from parley.faces.streaming import EventStreamResponse
 from parley.services import Services
 
@@ -63,6 +66,16 @@ def refuse(detail: str, request_id: str) -> EventStreamResponse:
     """A malformed v2 request: a 400 `error` event, then the terminator."""
     code, message = code_and_message("bad_request", detail)
     return event_stream(single(error_frame(code, message, request_id)))
+
+
+def too_large(scope: Scope, limit: int) -> Response:
+    """A body over the limit: a v2 `error` event (HTTP 200, code 400), then the terminator."""
+    code, message = code_and_message("bad_request", f"the request body is larger than {limit} bytes")
+    return Response(error_frame(code, message, ""), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def body_limit(limit: int) -> BodyLimit:
+    return BodyLimit(lambda path: path == PATH, limit, too_large)
 
 
 routes = [Route(PATH, chat_v2, methods=["POST"])]

@@ -22,6 +22,8 @@ from urllib.parse import parse_qs
 import orjson
 import socketio
 from socketio.exceptions import ConnectionRefusedError as SocketConnectionRefused
+from starlette.responses import Response
+from starlette.types import Scope
 
 from parley.engine.errors import TurnRejected
 from parley.engine.turn import TurnInfo
@@ -31,6 +33,7 @@ from parley.faces.adp.request import BadRequest, ChatRequest, validate_chat
 from parley.faces.adp.sse import renderer_for
 from parley.faces.adp.turn_stream import Rejection, TurnRenderer
 from parley.faces.faults import fault_of
+from parley.faces.bodies import BodyLimit
 from parley.services import Services
 
 log = logging.getLogger(__name__)
@@ -110,7 +113,9 @@ def _payload(data: Any) -> dict[str, Any] | None:
 class AdpSocketServer:
     socketio_path = SOCKETIO_PATH
 
-    def __init__(self, services: Callable[[], Services], allowed_origins: list[str] | str = "*") -> None:
+    def __init__(
+        self, services: Callable[[], Services], allowed_origins: list[str] | str = "*", max_message_bytes: int = 1_000_000
+    ) -> None:
         self._services = services
         self._connections: dict[str, Connection] = {}
         self.sio = socketio.AsyncServer(
@@ -119,6 +124,7 @@ class AdpSocketServer:
             ping_interval=PING_INTERVAL,
             ping_timeout=PING_TIMEOUT,
             cors_allowed_origins=allowed_origins,
+            max_http_buffer_size=max_message_bytes,
             logger=False,
             engineio_logger=False,
         )
@@ -230,3 +236,13 @@ class AdpSocketServer:
     async def _emit_frames(self, sid: str, frames: bytes) -> None:
         for name, data in sse_packets(frames):
             await self.sio.emit(name, RawJson(data), to=sid)
+
+
+def too_large(scope: Scope, limit: int) -> Response:
+    """Engine.IO's own answer to a polling body over `max_http_buffer_size` (a JSON string, as text)."""
+    return Response(b'"Bad Request"', status_code=400, media_type="text/plain")
+
+
+def body_limit(limit: int) -> BodyLimit:
+    """Long-polling bodies: Engine.IO reads a body without a length to its end, however long."""
+    return BodyLimit(lambda path: path.startswith("/" + SOCKETIO_PATH), limit, too_large)

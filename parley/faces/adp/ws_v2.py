@@ -18,9 +18,15 @@ from parley.faces.adp.request import BadRequest
 from parley.faces.adp.v2_render import error_frame
 from parley.faces.adp.v2_request import request_id_of, validate_v2
 from parley.faces.adp.v2_sse import renderer_for
-from parley.faces.adp.ws import NO_HANDLER, NO_SUCH_MESSAGE, AdpSocketServer
+from parley.faces.adp.ws import NO_HANDLER, NO_SUCH_MESSAGE, AdpSocketServer, too_large
+from parley.faces.bodies import BodyLimit
 
 SOCKETIO_PATH = "adp/v2/chat/conn"
+
+
+def body_limit(limit: int) -> BodyLimit:
+    """Long-polling bodies on the v2 socket, refused as Engine.IO refuses them (see ws.py)."""
+    return BodyLimit(lambda path: path.startswith("/" + SOCKETIO_PATH), limit, too_large)
 
 
 def socket_error(code: int, message: str, request_id: str = "") -> bytes:

@@ -4,7 +4,8 @@ mapping from the channel's and the engine's refusals.
 Codes: MISSING_CREDENTIALS and INVALID_CREDENTIALS (401) and INVALID_PATH (404) are
 CloudBase gateway codes; AGENT_INVALID_PARAM, AGENT_GET_INFO_ERROR, AGENT_REQUEST_LLM_ERROR
 and AGENT_SERVER_ERR are the aibot API's own; PERMISSION_DENIED (403), RESOURCE_NOT_FOUND
-(404) and EXCEED_RATELIMIT (429) follow CloudBase's status groups.
+(404) and EXCEED_RATELIMIT (429) follow CloudBase's status groups. REQUEST_ENTITY_TOO_LARGE
+(413, a body over `body_limits.cloudbase`) is Parley's own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from parley.faces.faults import BUSY_MESSAGE, INTERNAL_MESSAGE, RETRY_AFTER_SECO
 INVALID_PARAM = "AGENT_INVALID_PARAM"
 LLM_ERROR = "AGENT_REQUEST_LLM_ERROR"
 SERVER_ERROR = "AGENT_SERVER_ERR"
+TOO_LARGE = "REQUEST_ENTITY_TOO_LARGE"
 
 STATUS = {
     "MISSING_CREDENTIALS": 401,
@@ -28,6 +30,7 @@ STATUS = {
     "RESOURCE_NOT_FOUND": 404,
     "INVALID_PATH": 404,
     "METHOD_NOT_ALLOWED": 405,
+    TOO_LARGE: 413,
     INVALID_PARAM: 400,
     "EXCEED_RATELIMIT": 429,
     LLM_ERROR: 502,

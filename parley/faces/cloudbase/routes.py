@@ -23,18 +23,20 @@ from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.channels.cloudbase import Bot, Caller, ChannelError, CloudBaseChannel
 from parley.engine.errors import TurnRejected
+from parley.faces.bodies import BodyLimit
 from parley.faces.cloudbase import request as read
 from parley.faces.cloudbase.errors import (
     LLM_ERROR,
     PROBLEM_CODES,
     SERVER_ERROR,
+    TOO_LARGE,
     FaceError,
     error_response,
     fault_response,
@@ -402,6 +404,8 @@ class RequestIds:
                 raise
             code = "METHOD_NOT_ALLOWED" if exc.status_code == 405 else "INVALID_PATH"
             await error_response(code, exc.detail, request_id)(scope, receive, send_with_id)
+        except ClientDisconnect:  # gone, or cut off past the body limit (and answered already)
+            return
         except Exception as exc:
             if started:
                 raise
@@ -427,3 +431,14 @@ router = Router(
 )
 
 routes = [Mount("/v1/aibot", app=RequestIds(router))]
+
+
+def too_large(scope: Scope, limit: int) -> Response:
+    request_id = str(uuid.uuid4())
+    response = error_response(TOO_LARGE, f"the request body is larger than {limit} bytes", request_id)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def body_limit(limit: int) -> BodyLimit:
+    return BodyLimit(lambda path: path.startswith("/v1/aibot"), limit, too_large)

@@ -16,11 +16,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from parley.engine.apps import App, AppConflict, AppError
 from parley.engine.faces import Face
 from parley.faces.faults import BUSY_MESSAGE, INTERNAL_MESSAGE, RETRY_AFTER_SECONDS, Fault, fault_of
 from parley.ids import parse_id
+from parley.faces.bodies import BodyLimit
 from parley.services import Services
 from parley.store.conversations import RecordRow
 
@@ -224,3 +226,11 @@ routes = [
     Route("/admin/moderation/words", guarded(get_words), methods=["GET"]),
     Route("/admin/moderation/words", guarded(put_words), methods=["PUT"]),
 ]
+
+
+def too_large(scope: Scope, limit: int) -> Response:
+    return error_response(413, "body_too_large", f"the request body is larger than {limit} bytes")
+
+
+def body_limit(limit: int) -> BodyLimit:
+    return BodyLimit(lambda path: path.startswith("/admin/"), limit, too_large)

@@ -35,7 +35,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.engine.apps import App
-from parley.faces.console.admin import error_response, guarded, json_body, json_response
+from parley.faces.bodies import BodyLimit
+from parley.faces.console.admin import error_response, guarded, json_body, json_response, too_large
 from parley.ids import parse_id
 from parley.knowledge.attributes import AttributeEntity, LabelError, LabelInput, LabelNotFound
 from parley.knowledge.labels import ScopeError
@@ -405,3 +406,11 @@ routes = [
     Route(f"{_BASE}/refer", guarded(refer), methods=["POST"]),
     Route(f"{_BASE}/search", guarded(search), methods=["POST"]),
 ]
+
+
+FILE_PATHS = ("/kb/documents", "/kb/qa/import")
+
+
+def body_limit(limit: int) -> BodyLimit:
+    """Knowledge base files (a document, a Q&A import) may be larger than the admin API's other bodies."""
+    return BodyLimit(lambda path: path.startswith("/admin/apps/") and path.endswith(FILE_PATHS), limit, too_large)

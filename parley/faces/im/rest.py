@@ -10,11 +10,13 @@ family's own code); the frequency limits of the application (60011) and of the c
 from __future__ import annotations
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from parley.faces.faults import fault_of
+from parley.faces.bodies import BodyLimit
 from parley.faces.im import errors
 from parley.faces.im.calls import CALLS, Call
 from parley.faces.im.context import im_context
@@ -55,6 +57,8 @@ async def rest_call(request: Request) -> Response:
         result = await spec.handler(Call(context, app, identifier, body))
     except IMError as exc:
         return failure(exc.code, exc.info)
+    except ClientDisconnect:  # gone, or cut off past the body limit (and answered already)
+        return failure(errors.HTTP_PARSE_ERROR, "the request body was not received whole")
     except Exception as exc:
         spec = CALLS.get(name)
         return fault_failure(fault_of(exc, f"IM call {name}"), spec.family if spec else LOGIN)
@@ -62,3 +66,20 @@ async def rest_call(request: Request) -> Response:
 
 
 routes = [Route("/v4/{service}/{command}", rest_call, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])]
+
+
+def too_large(scope: Scope, limit: int) -> Response:
+    """The call's own "invalid request" code: its family's for a REST call, `openim`'s for the users'
+    own calls, 60002 (HTTP parse error) when the path names no call."""
+    path: str = scope["path"]
+    spec = CALLS.get(path.removeprefix("/v4/"))
+    if spec is not None:
+        code = spec.family.invalid
+    else:
+        code = errors.OPENIM.invalid if path.startswith("/im/") else errors.HTTP_PARSE_ERROR
+    return failure(code, f"the request body is larger than {limit} bytes")
+
+
+def body_limit(limit: int) -> BodyLimit:
+    """The REST API (`/v4/...`) and the users' own calls (`/im/v1/...`)."""
+    return BodyLimit(lambda path: path.startswith(("/v4/", "/im/")), limit, too_large)
