@@ -25,7 +25,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route, Router
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.channels.cloudbase import Bot, Caller, ChannelError, CloudBaseChannel
@@ -377,6 +377,11 @@ class RequestIds:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """The wrapped router's routes, so that the Mount lists them (url_path_for, the OpenAPI test)."""
+        return getattr(self.app, "routes", [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
