@@ -46,6 +46,22 @@ class IdGenerator:
 _default = IdGenerator(int(os.environ["PARLEY_NODE_ID"]) if "PARLEY_NODE_ID" in os.environ else None)
 
 
+MAX_ID = 2**63 - 1
+
+
+def parse_id(value: object) -> int | None:
+    """An id as clients send it (a decimal string, or an integer), or None when it cannot be
+    one Parley minted: other characters, digits other than 0-9 (which `str.isdigit()`
+    accepts and `int()` does not), or past 63 bits (which the database cannot hold)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        number = int(value)
+    else:
+        return None
+    return number if 0 <= number <= MAX_ID else None
+
+
 def new_id() -> int:
     """A new unique id from the process-wide generator."""
     return _default.next()

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from parley.caching import RefreshingCache
 from parley.config import KnowledgeServerSettings
 from parley.engine.prompt import estimate_tokens
-from parley.ids import new_id
+from parley.ids import new_id, parse_id
 from parley.knowledge.attributes import (
     AttributeEntity,
     LabelError,
@@ -565,10 +565,10 @@ class KnowledgeService:
         """Details of reference ids (the `reference` event's `id`s); unknown ids are left out."""
         wanted: list[int] = []
         for raw in ids:
-            text = str(raw).strip()
-            if not text.isdigit() or len(text) > 20:
+            number = parse_id(str(raw).strip())
+            if number is None:
                 raise KnowledgeError(f"reference id {raw!r} is not a decimal id")
-            wanted.append(int(text))
+            wanted.append(number)
         found: dict[int, ReferDetail] = {}
         for row in await self.repository.segments_by_id(app_id, wanted):
             found[row.id] = ReferDetail(

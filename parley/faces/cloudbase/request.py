@@ -14,6 +14,7 @@ import orjson
 
 from parley.channels.cloudbase import FeedbackInput, HistoryItem
 from parley.faces.cloudbase.errors import INVALID_PARAM, FaceError
+from parley.ids import parse_id
 
 ABSENT = ("", "undefined", "null")
 HISTORY_ROLES = ("user", "assistant", "system")
@@ -131,8 +132,8 @@ def files(data: dict[str, Any]) -> list[str]:
 
 
 def feedback(data: dict[str, Any]) -> FeedbackInput:
-    record = string(data, "recordId", 32, required=True)
-    if not record.isdigit():
+    record_id = parse_id(string(data, "recordId", 32, required=True))
+    if record_id is None:
         raise invalid("recordId must be a record id from the stream's record_id")
     kind = string(data, "type", 16, required=True)
     if kind not in ("upvote", "downvote"):
@@ -143,7 +144,7 @@ def feedback(data: dict[str, Any]) -> FeedbackInput:
     if not isinstance(tags, list) or len(tags) > 20 or not all(isinstance(t, str) and len(t) <= 64 for t in tags):
         raise invalid("tags must be an array of at most 20 strings of up to 64 characters")
     return FeedbackInput(
-        record_id=int(record),
+        record_id=record_id,
         type=kind,
         rating=integer(data, "rating", 0, 0, 10),
         comment=string(data, "comment", 2000),

@@ -428,6 +428,7 @@ router = Router(
         Route(BOT + "/conversation/{conversation_id}", authenticated(delete_conversation), methods=["DELETE"]),
     ],
     default=not_served,
+    redirect_slashes=False,  # `/conversation/` is a path CloudBase does not serve, not a redirect
 )
 
 routes = [Mount("/v1/aibot", app=RequestIds(router))]

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.engine.apps import App, AppError
+from parley.ids import parse_id
 from parley.services import Services
 from parley.store.conversations import RecordRow
 
@@ -162,10 +163,12 @@ async def session_records(request: Request, services: Services) -> Response:
         return error_response(404, "not_found", f"no application named {request.path_params['name']!r}")
     try:
         count = int(request.query_params.get("count", "100"))
-        before = request.query_params.get("before")
-        before_id = int(before) if before else None
     except ValueError:
-        return error_response(400, "bad_request", "count and before must be integers")
+        return error_response(400, "bad_request", "count must be an integer")
+    before = request.query_params.get("before")
+    before_id = parse_id(before) if before else None
+    if before and before_id is None:
+        return error_response(400, "bad_request", "before must be a record id")
     if not 1 <= count <= 1000:
         return error_response(400, "bad_request", "count must be between 1 and 1000")
     records = await services.engine.session_records(app.id, request.path_params["session_id"], count, before_id)

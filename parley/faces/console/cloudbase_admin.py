@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.channels.cloudbase import Bot, KeyKind, OperatorError
+from parley.ids import parse_id
 from parley.faces.console.admin import error_response, guarded, json_body, json_response
 from parley.services import Services
 from parley.store.cloudbase import KeyRow
@@ -106,12 +107,9 @@ async def list_keys(request: Request, services: Services) -> Response:
 
 
 async def revoke_key(request: Request, services: Services) -> Response:
-    try:
-        key_id = int(request.path_params["key_id"])
-    except ValueError:
-        return error_response(400, "bad_request", "a key id is an integer")
-    if not await services.cloudbase.revoke_key(key_id):
-        return error_response(404, "not_found", f"no active key {key_id}")
+    key_id = parse_id(request.path_params["key_id"])
+    if key_id is None or not await services.cloudbase.revoke_key(key_id):
+        return error_response(404, "not_found", f"no active key {request.path_params['key_id']!r}")
     return Response(status_code=204)
 
 

@@ -35,6 +35,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.engine.apps import App
+from parley.ids import parse_id
 from parley.faces.console.admin import error_response, guarded, json_body, json_response
 from parley.knowledge.attributes import AttributeEntity, LabelError, LabelInput, LabelNotFound
 from parley.knowledge.labels import ScopeError
@@ -93,8 +94,7 @@ def with_knowledge(handler: KnowledgeHandler) -> Callable[[Request, Services], A
 
 
 def _id(request: Request, key: str) -> int | None:
-    raw = request.path_params[key]
-    return int(raw) if raw.isdigit() and len(raw) <= 20 else None
+    return parse_id(request.path_params[key])
 
 
 @with_knowledge
@@ -301,12 +301,13 @@ def _label_inputs(data: Any, *, with_ids: bool) -> list[LabelInput]:
     inputs = []
     for item in data:
         raw_id = item.get("id") if with_ids else None
-        if raw_id is not None and not str(raw_id).isdigit():
+        label_id = None if raw_id is None else parse_id(raw_id if isinstance(raw_id, int) else str(raw_id))
+        if raw_id is not None and label_id is None:
             raise LabelError(f"label id {raw_id!r} is not a decimal id")
         similar = item.get("similar") or []
         if not isinstance(similar, list):
             raise LabelError("similar must be a list of strings")
-        inputs.append(LabelInput(item.get("name"), tuple(similar), int(raw_id) if raw_id is not None else None))
+        inputs.append(LabelInput(item.get("name"), tuple(similar), label_id))
     return inputs
 
 
@@ -362,10 +363,11 @@ async def modify_attribute_label(request: Request, app: App, knowledge: Knowledg
     deleted = data.get("delete_label_ids") or []
     try:
         attr_id = _attribute_id(request)
-        if not isinstance(deleted, list) or not all(str(i).isdigit() for i in deleted):
+        deleted_ids = [parse_id(i if isinstance(i, int) else str(i)) for i in deleted] if isinstance(deleted, list) else [None]
+        if None in deleted_ids:
             raise LabelError("delete_label_ids must be a list of decimal ids")
         attribute = await knowledge.modify_attribute(
-            app.id, attr_id, name=data.get("name"), delete_label_ids=[int(i) for i in deleted],
+            app.id, attr_id, name=data.get("name"), delete_label_ids=deleted_ids,
             labels=_label_inputs(data.get("labels"), with_ids=True),
         )
     except LabelError as exc:
