@@ -1,8 +1,8 @@
 """`GET /openapi.json`: an OpenAPI 3.1 document for the admin API and the faces' HTTP calls.
 
-Each face module describes its own routes next to them (a module-level `openapi` dict of
-path items, built with the helpers below from the same constants and pydantic models its
-validation uses); the server hands those parts to `document()`. A test checks that every
+Each face package describes its own routes next to them (its `openapi` module's `paths`,
+built with the helpers below from the same constants and pydantic models its validation
+uses); the server hands those parts to `document()`. A test checks that every
 route the server mounts appears here, so a new route cannot be left out.
 
 The document describes what a request may carry and what shape every answer has; the
@@ -15,13 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-
-import orjson
 
 PathItems = dict[str, dict[str, Any]]
 Schema = dict[str, Any]
@@ -52,8 +51,10 @@ def string(max_length: int | None = None, **extra: Any) -> Schema:
     return schema
 
 
-def array(items: Schema, max_items: int | None = None) -> Schema:
+def array(items: Schema, max_items: int | None = None, *, min_items: int = 0) -> Schema:
     schema: Schema = {"type": "array", "items": items}
+    if min_items:
+        schema["minItems"] = min_items
     if max_items is not None:
         schema["maxItems"] = max_items
     return schema

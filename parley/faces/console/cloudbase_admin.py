@@ -13,8 +13,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.channels.cloudbase import Bot, KeyKind, OperatorError
-from parley.ids import parse_id
 from parley.faces.console.admin import error_response, guarded, json_body, json_response
+from parley.ids import parse_id
 from parley.services import Services
 from parley.store.cloudbase import KeyRow
 

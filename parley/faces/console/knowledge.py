@@ -35,8 +35,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.engine.apps import App
-from parley.ids import parse_id
 from parley.faces.console.admin import error_response, guarded, json_body, json_response
+from parley.ids import parse_id
 from parley.knowledge.attributes import AttributeEntity, LabelError, LabelInput, LabelNotFound
 from parley.knowledge.labels import ScopeError
 from parley.knowledge.service import KnowledgeError, KnowledgeService
@@ -301,7 +301,7 @@ def _label_inputs(data: Any, *, with_ids: bool) -> list[LabelInput]:
     inputs = []
     for item in data:
         raw_id = item.get("id") if with_ids else None
-        label_id = None if raw_id is None else parse_id(raw_id if isinstance(raw_id, int) else str(raw_id))
+        label_id = None if raw_id is None else parse_id(raw_id)
         if raw_id is not None and label_id is None:
             raise LabelError(f"label id {raw_id!r} is not a decimal id")
         similar = item.get("similar") or []
@@ -363,7 +363,7 @@ async def modify_attribute_label(request: Request, app: App, knowledge: Knowledg
     deleted = data.get("delete_label_ids") or []
     try:
         attr_id = _attribute_id(request)
-        deleted_ids = [parse_id(i if isinstance(i, int) else str(i)) for i in deleted] if isinstance(deleted, list) else [None]
+        deleted_ids = [parse_id(i) for i in deleted] if isinstance(deleted, list) else [None]
         if None in deleted_ids:
             raise LabelError("delete_label_ids must be a list of decimal ids")
         attribute = await knowledge.modify_attribute(

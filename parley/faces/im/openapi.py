@@ -20,8 +20,7 @@ U32: Schema = {"type": "integer", "minimum": 0, "maximum": U32_MAX}
 PROFILE = string(description=f"At most {MAX_PROFILE_BYTES} bytes")
 ACCOUNT = string(minLength=1)
 ELEMENTS = array(obj({"MsgType": {"type": "string", "enum": sorted(ELEMENT_TYPES)}, "MsgContent": {"type": "object"}},
-                     ["MsgType", "MsgContent"]), None)
-ELEMENTS["minItems"] = 1
+                     ["MsgType", "MsgContent"]), min_items=1)
 
 BODIES: dict[str, Schema] = {
     "im_open_login_svc/account_import": obj({"UserID": ACCOUNT, "Nick": PROFILE, "FaceUrl": PROFILE}, ["UserID"]),
