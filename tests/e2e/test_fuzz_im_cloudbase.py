@@ -28,7 +28,6 @@ from tests.support.fuzzing import (
     assert_no_traceback,
     digit_strings,
     garbage_bodies,
-    json_values,
     objects_with,
     stored_state,
     texts,

@@ -1,6 +1,6 @@
 """schemathesis against a running Parley, from the server's own `/openapi.json`.
 
-schemathesis reads the server's own `/openapi.json` document. Every operation is called with generated requests twice: once with valid credentials for
+Every operation is called with generated requests twice: once with valid credentials for
 its face (so that generation reaches past authentication: the admin token, the CloudBase
 key and bot id, IM UserSigs, the ADP AppKey; the cloud API's signatures are off on this
 server) and once as generated, unauthenticated. No answer may be a server error (5xx) or
