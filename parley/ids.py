@@ -49,19 +49,25 @@ class IdGenerator:
 _default = IdGenerator(int(os.environ["PARLEY_NODE_ID"]) if "PARLEY_NODE_ID" in os.environ else None)
 
 
+MAX_ID = 2**63 - 1
+
+
+def parse_id(value: object) -> int | None:
+    """An id as clients send it (a decimal string, or an integer), or None when it cannot be
+    one Parley minted: other characters, digits other than 0-9 (which `str.isdigit()`
+    accepts and `int()` does not), or past 63 bits (which the database cannot hold)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        number = int(value)
+    else:
+        return None
+    return number if 0 <= number <= MAX_ID else None
+
+
 def new_id() -> int:
     """A new unique id from the process-wide generator."""
     return _default.next()
-
-
-def parse_id(text: str) -> int | None:
-    """`text` as an id, or None when no id can be written so: anything but ASCII decimal digits
-    (`int()` also takes signs, spaces, underscores and other scripts' digits), or a number past
-    MAX_ID, which the database cannot even compare with (an overflow, not "not found")."""
-    if not (text.isascii() and text.isdigit()) or len(text) > 19:
-        return None
-    value = int(text)
-    return value if value <= MAX_ID else None
 
 
 def new_key(nbytes: int = 24) -> str:

@@ -6,11 +6,13 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from parley.bus.local import LocalBus
@@ -21,19 +23,24 @@ from parley.engine.events import compact_events
 from parley.engine.limits import LocalConcurrencyLimiter, LocalRateLimiter
 from parley.engine.moderation import WordListModerator
 from parley.channels.cloudbase import CloudBaseChannel
+from parley.faces import openapi
 from parley.faces.adp import cloudapi as adp_cloudapi
 from parley.faces.adp import docparse as adp_docparse
+from parley.faces.adp import openapi as adp_openapi
 from parley.faces.adp import sse as adp_sse
 from parley.faces.adp import storage as adp_storage
 from parley.faces.adp import v2_sse as adp_v2_sse
 from parley.faces.adp import ws as adp_ws
 from parley.faces.adp import ws_v2 as adp_ws_v2
 from parley.faces.bodies import BodyLimit, BodyLimits
+from parley.faces.cloudbase import openapi as cloudbase_openapi
 from parley.faces.cloudbase import routes as cloudbase
 from parley.faces.console import admin
 from parley.faces.console import cloudbase_admin
 from parley.faces.console import knowledge as knowledge_admin
 from parley.faces.im import rest as im_rest
+from parley.faces.console import openapi as console_openapi
+from parley.faces.im import openapi as im_openapi
 from parley.faces.im.routes import routes as im_routes
 from parley.knowledge.service import KnowledgeService
 from parley.knowledge.realtime_docs import RealtimeDocuments
@@ -112,9 +119,7 @@ def build_app(settings: Settings, on_ready: Callable[[Services, App | None], Non
             settle_garbage_collector()
             yield
 
-    routes = [Route("/healthz", healthz, methods=["GET"]), *adp_sse.routes, *adp_v2_sse.routes, *admin.routes, *adp_cloudapi.routes, *cloudbase.routes, *cloudbase_admin.routes, *im_routes, *knowledge_admin.routes,
-              *adp_docparse.routes, *adp_storage.routes(settings.cloud_api.storage_bucket)]
-    http_app = Starlette(routes=routes, lifespan=lifespan)
+    http_app = Starlette(routes=http_routes(settings), lifespan=lifespan)
     # ADP's Socket.IO endpoints (v1, v2) sit in front; every other request (and the lifespan) goes to http_app.
     services = lambda: http_app.state.services  # noqa: E731
     origins = settings.cloud_api.ws_allowed_origins
@@ -140,6 +145,20 @@ def body_limits(settings: Settings) -> list[BodyLimit]:
         knowledge_admin.body_limit(int(settings.knowledge.max_file_mb * 1024 * 1024)),
         admin.body_limit(limits.admin),
     ]
+
+
+def http_routes(settings: Settings) -> list[BaseRoute]:
+    """Every HTTP route of every face, and the OpenAPI document describing them."""
+    routes = [Route("/healthz", healthz, methods=["GET"]), *adp_sse.routes, *adp_v2_sse.routes, *admin.routes, *adp_cloudapi.routes, *cloudbase.routes, *cloudbase_admin.routes, *im_routes, *knowledge_admin.routes,
+              *adp_docparse.routes, *adp_storage.routes(settings.cloud_api.storage_bucket)]
+    return [*routes, openapi.route(api_document(settings))]
+
+
+def api_document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document of every HTTP route above, from each face's own description."""
+    parts = [openapi.paths, console_openapi.paths, adp_openapi.paths(settings.cloud_api.storage_bucket),
+             im_openapi.paths, cloudbase_openapi.paths]
+    return openapi.document(parts, version=version("parley"))
 
 
 def settle_garbage_collector() -> None:

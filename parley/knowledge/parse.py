@@ -256,7 +256,7 @@ def _heading_level(style_name: str) -> int | None:
         return 0
     if name.startswith("heading"):
         digits = name.removeprefix("heading").strip()
-        return int(digits) if digits.isdigit() else 1
+        return int(digits) if digits.isascii() and digits.isdigit() else 1
     return None
 
 

@@ -52,6 +52,10 @@ class CloudServices:
     def versions(self) -> list[str]:
         return sorted({version for _, version in self._actions})
 
+    def actions(self) -> list[str]:
+        """Every action of every service, sorted (for the OpenAPI document)."""
+        return sorted({action for table in self._actions.values() for action in table})
+
     def resolve(self, action: str, version: str, service: str | None) -> Action:
         """The handler of `action` at `version`, for a request signed for `service`.
 

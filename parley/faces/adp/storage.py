@@ -51,7 +51,7 @@ def is_aws_chunked(request: Request) -> bool:
 
 def _declared(request: Request, header: str) -> int | None:
     value = request.headers.get(header, "")
-    return int(value) if value.isdigit() and len(value) <= 20 else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 20 else None
 
 
 async def payload(request: Request, limit: int) -> AsyncIterator[bytes]:
@@ -59,6 +59,8 @@ async def payload(request: Request, limit: int) -> AsyncIterator[bytes]:
     than `limit` is refused before it is read (the store counts what actually arrives)."""
     if is_aws_chunked(request):
         declared = _declared(request, "x-amz-decoded-content-length")
+        if declared is None and "x-amz-decoded-content-length" in request.headers:
+            raise ObjectError("InvalidArgument", "x-amz-decoded-content-length must be a number of bytes")
         if declared is not None and declared > limit:
             raise ObjectError("EntityTooLarge", f"uploads are limited to {limit} bytes")
         decoder = AwsChunkedDecoder()
@@ -114,7 +116,8 @@ async def objects(request: Request) -> Response:
         if request.method == "PUT":
             if "uploadId" in query:
                 number = query.get("partNumber", "")
-                if not number.isdigit() or len(number) > 5:
+                # isdigit() alone also takes other scripts' digits, which int() refuses
+                if not (number.isascii() and number.isdigit() and len(number) <= 5 and 1 <= int(number) <= 10000):
                     raise ObjectError("InvalidArgument", "partNumber must be a number between 1 and 10000")
                 etag = await documents.objects.put_part(key, query["uploadId"], int(number), payload(request, limit))
             else:

@@ -125,7 +125,7 @@ def verify(
     """
     auth = parse_authorization(headers.get("authorization", ""))
     timestamp = headers.get("x-tc-timestamp", "")
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
         raise SignatureError("MissingParameter", "The request is missing a valid X-TC-Timestamp header.")
     if abs(now - int(timestamp)) > max_age:
         raise SignatureError(

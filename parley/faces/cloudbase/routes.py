@@ -25,7 +25,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route, Router
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.channels.cloudbase import Bot, Caller, ChannelError, CloudBaseChannel
@@ -382,6 +382,11 @@ class RequestIds:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """The wrapped router's routes, so that the Mount lists them (url_path_for, the OpenAPI test)."""
+        return getattr(self.app, "routes", [])
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -428,6 +433,7 @@ router = Router(
         Route(BOT + "/conversation/{conversation_id}", authenticated(delete_conversation), methods=["DELETE"]),
     ],
     default=not_served,
+    redirect_slashes=False,  # `/conversation/` is a path CloudBase does not serve, not a redirect
 )
 
 routes = [Mount("/v1/aibot", app=RequestIds(router))]

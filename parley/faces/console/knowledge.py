@@ -303,7 +303,7 @@ def _label_inputs(data: Any, *, with_ids: bool) -> list[LabelInput]:
     inputs = []
     for item in data:
         raw_id = item.get("id") if with_ids else None
-        label_id = parse_id(str(raw_id)) if raw_id is not None else None
+        label_id = None if raw_id is None else parse_id(raw_id)
         if raw_id is not None and label_id is None:
             raise LabelError(f"label id {raw_id!r} is not a decimal id")
         similar = item.get("similar") or []
@@ -365,10 +365,11 @@ async def modify_attribute_label(request: Request, app: App, knowledge: Knowledg
     deleted = data.get("delete_label_ids") or []
     try:
         attr_id = _attribute_id(request)
-        if not isinstance(deleted, list) or not all(str(i).isdigit() for i in deleted):
+        deleted_ids = [parse_id(i) for i in deleted] if isinstance(deleted, list) else [None]
+        if None in deleted_ids:
             raise LabelError("delete_label_ids must be a list of decimal ids")
         attribute = await knowledge.modify_attribute(
-            app.id, attr_id, name=data.get("name"), delete_label_ids=[int(i) for i in deleted],
+            app.id, attr_id, name=data.get("name"), delete_label_ids=deleted_ids,
             labels=_label_inputs(data.get("labels"), with_ids=True),
         )
     except LabelError as exc:

@@ -51,7 +51,7 @@ def message_body(body: dict[str, Any], code: int) -> list[dict[str, Any]]:
         if not isinstance(element, dict):
             raise IMError(code, f"MsgBody[{index}] must be an object")
         kind, content = element.get("MsgType"), element.get("MsgContent")
-        if kind not in ELEMENT_TYPES:
+        if not isinstance(kind, str) or kind not in ELEMENT_TYPES:
             raise IMError(code, f"MsgBody[{index}].MsgType {kind!r} is not a known element type")
         if not isinstance(content, dict):
             raise IMError(code, f"MsgBody[{index}].MsgContent must be an object")

@@ -1,0 +1,145 @@
+"""The admin API's routes in the OpenAPI document (see parley.faces.openapi).
+
+Every call needs the admin token; every refusal is `{"error": {"code", "message"}}` with
+a matching HTTP status. Application definitions are validated by the AppConfig model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from parley.engine.apps import AppConfig
+from parley.faces.openapi import (
+    PathItems,
+    answer,
+    array,
+    json_body,
+    model_ref,
+    obj,
+    operation,
+    parameter,
+    path_params,
+    raw_body,
+    string,
+)
+
+ERROR = answer("Refused", schema=obj({"error": obj({"code": string(), "message": string()}, ["code", "message"])},
+                                     ["error"]))
+TAGS = ["admin"]
+KB = "/admin/apps/{name}/kb"
+LABELS = array(obj({"name": string(), "similar": array(string())}, ["name"]))
+ITEM_LABELS = {"type": "object", "additionalProperties": string(), "description": "ATTRIBUTE: VALUE[|VALUE...]"}
+QA = obj({"question": string(), "answer": string(), "similar_questions": array(string()), "labels": ITEM_LABELS})
+BOT_OPTIONS = json_body(obj({
+    "botId": string(), "enable": {"type": "boolean"}, "searchEnable": {"type": "boolean"},
+    "multiConversationEnable": {"type": "boolean"}, "isNeedRecommend": {"type": "boolean"}, "background": string(),
+}), required=False)
+SEARCH = obj(
+    {"question": string(minLength=1), "custom_variables": {"type": "object", "additionalProperties": string()},
+     "visitor_labels": array(obj({"name": string(), "values": array(string())}))},
+    ["question"],
+)
+
+
+def admin(summary: str, ok: dict[str, Any] | None = None, *, status: int = 200, path: tuple[str, ...] = ("name",),
+          query: tuple[dict[str, Any], ...] = (), body: dict[str, Any] | None = None) -> dict[str, Any]:
+    responses = {status: ok or answer("Done"), 400: ERROR, 401: ERROR, 404: ERROR}
+    return operation(summary, responses, tags=TAGS, parameters=[*path_params(*path), *query], body=body,
+                     security=["adminToken"])
+
+
+def publish_query() -> dict[str, Any]:
+    return parameter("publish", "query", {"type": "string", "enum": ["1", "true", "yes", "0"]})
+
+
+paths: PathItems = {
+    "/admin/models": {"get": admin("Configured models with their limits", path=())},
+    "/admin/apps": {
+        "get": admin("Applications", path=()),
+        "post": admin("Create or update an application by name", path=(), query=(publish_query(),),
+                      body=json_body(model_ref(AppConfig))),
+    },
+    "/admin/apps/{name}": {
+        "get": admin("An application: draft, latest release, AppKey"),
+        "put": admin("Replace the draft", query=(publish_query(),), body=json_body(model_ref(AppConfig))),
+        "delete": admin("Delete an application (its records are kept)", {"description": "Deleted"}, status=204),
+    },
+    "/admin/apps/{name}/publish": {
+        "post": admin("Publish the draft as a new release", body=json_body(obj({"description": string()}), required=False)),
+    },
+    "/admin/apps/{name}/sessions/{session_id}/records": {
+        "get": admin("A session's records, oldest first", path=("name", "session_id"), query=(
+            parameter("count", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
+            parameter("before", "query", string(pattern="^[0-9]+$")),
+        )),
+    },
+    "/admin/moderation/words": {
+        "get": admin("The global sensitive words", path=()),
+        "put": admin("Replace the global sensitive words", path=(),
+                     body=json_body(obj({"words": array(string(pattern="^[^\\n]*$"))}, ["words"]))),
+    },
+    "/admin/apps/{name}/cloudbase": {
+        "get": admin("The application's CloudBase bot"),
+        "post": admin("Publish the application as a CloudBase bot (or change its options)", body=BOT_OPTIONS),
+        "put": admin("Publish the application as a CloudBase bot (or change its options)", body=BOT_OPTIONS),
+    },
+    "/admin/apps/{name}/cloudbase/keys": {
+        "get": admin("The bot's keys (prefixes only)"),
+        "post": admin("Issue a key (the secret is shown once)", status=201, body=json_body(
+            obj({"kind": {"type": "string", "enum": ["api", "publishable"]}, "name": string()}), required=False)),
+    },
+    "/admin/cloudbase/keys/{key_id}": {
+        "delete": admin("Revoke a key", {"description": "Revoked"}, status=204, path=("key_id",)),
+    },
+    f"{KB}/documents": {
+        "get": admin("Documents with their status"),
+        "post": admin("Add a document (the file's bytes as the body)", status=201, body=raw_body(), query=(
+            parameter("name", "query", string(minLength=1), required=True),
+            parameter("label", "query", string(description="ATTRIBUTE=VALUE[|VALUE...], repeatable")),
+            parameter("url", "query"),
+            parameter("wait", "query", {"type": "string", "enum": ["1", "0"]}),
+        )),
+    },
+    f"{KB}/documents/{{doc_id}}": {
+        "get": admin("A document", path=("name", "doc_id")),
+        "patch": admin("Change a document's labels or url without relearning", path=("name", "doc_id"),
+                       body=json_body(obj({"labels": ITEM_LABELS, "url": string(2048)}))),
+        "delete": admin("Delete a document", {"description": "Deleted"}, status=204, path=("name", "doc_id")),
+    },
+    f"{KB}/qa": {
+        "get": admin("Q&A pairs"),
+        "post": admin("Add a Q&A pair", status=201, body=json_body(QA)),
+    },
+    f"{KB}/qa/import": {
+        "post": admin("Import Q&A pairs from a CSV or XLSX file (the body)", status=201, body=raw_body(),
+                      query=(parameter("name", "query", string(minLength=1), required=True),)),
+    },
+    f"{KB}/qa/{{qa_id}}": {
+        "patch": admin("Change a Q&A pair in place", path=("name", "qa_id"), body=json_body(QA)),
+        "delete": admin("Delete a Q&A pair", {"description": "Deleted"}, status=204, path=("name", "qa_id")),
+    },
+    f"{KB}/attribute-labels": {
+        "get": admin("Attribute labels"),
+        "post": admin("Create an attribute label", status=201,
+                      body=json_body(obj({"name": string(), "key": string(), "labels": LABELS}, ["name"]))),
+    },
+    f"{KB}/attribute-labels/{{attr_id}}": {
+        "get": admin("An attribute label", path=("name", "attr_id")),
+        "patch": admin("Rename, add, change or delete labels", path=("name", "attr_id"), body=json_body(obj({
+            "name": string(), "delete_label_ids": array(string(pattern="^[0-9]+$")),
+            "labels": array(obj({"id": string(pattern="^[0-9]+$"), "name": string(), "similar": array(string())}))}))),
+        "delete": admin("Delete an attribute label (items keep their labels)", {"description": "Deleted"}, status=204,
+                        path=("name", "attr_id")),
+    },
+    f"{KB}/attributes": {"get": admin("Label attributes and their values in use")},
+    f"{KB}/refer": {
+        "post": admin("Reference ids to details (DescribeRefer)",
+                      body=json_body(obj({"ids": array(string(pattern="^[0-9]+$"), 100)}, ["ids"]))),
+    },
+    f"{KB}/search": {"post": admin("What a visitor's question would retrieve (the draft's settings)",
+                                   body=json_body(SEARCH))},
+}
+
+# The healthz probe sits with the console: it is the operator's.
+paths["/healthz"] = {"get": operation("Liveness and turns in progress", {200: answer("OK", schema=obj(
+    {"status": string(), "turns_in_progress": {"type": "integer"}}))}, tags=["meta"])}
