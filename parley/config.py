@@ -75,6 +75,14 @@ class Settings(BaseModel):
     """Seconds a finished turn's events stay available to late or resuming subscribers."""
     shutdown_grace: float = 30.0
     """Seconds a stopping server lets turns in progress finish."""
+    database_busy_timeout: float = 30.0
+    """Seconds a write waits for another process's write lock on the SQLite file before it fails
+    (a question that cannot be stored in that time is refused with an error event, no echo)."""
+    answer_checkpoint_interval: float = 1.0
+    """An answer in progress is saved at most this often (seconds) while it grows, so that a
+    crash leaves its partial text; see docs/adp.md."""
+    answer_checkpoint_chars: int = 2048
+    """...or as soon as this many characters have grown since the last save."""
     log_level: str = "info"
     sensitive_word_files: list[Path] = Field(default_factory=list)
     """Global sensitive-word lists (one word per line), besides `sensitive_words.txt` in the data

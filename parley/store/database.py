@@ -14,16 +14,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 MIGRATIONS = Path(__file__).parent / "migrations"
 PAGE_CACHE_KIB = 512
 """SQLite page cache per connection."""
+DEFAULT_BUSY_TIMEOUT = 30.0
+"""Seconds a SQLite connection waits for another connection's write lock before it fails."""
 
 
 class Database:
     """The async engine, shared by every repository."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url, **_engine_options(url))
+        self.busy_timeout = busy_timeout
+        self.engine: AsyncEngine = create_async_engine(url, **_engine_options(url, busy_timeout))
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _on_sqlite_connect)
+            event.listen(
+                self.engine.sync_engine, "connect",
+                lambda dbapi_connection, _record: tune_sqlite_connection(dbapi_connection, busy_timeout),
+            )
 
     async def migrate(self) -> None:
         """Runs every Alembic migration not yet applied."""
@@ -41,14 +47,14 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "heads")  # each feature adds its own branch off 0001
 
 
-def _engine_options(url: str) -> dict:
+def _engine_options(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> dict:
     # JSON columns (token stats, references) are written with every answer: orjson, not json.
     json = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
     # A burst of turns queues for a connection; it must wait rather than fail.
     if url.startswith("sqlite"):
         # Writes go through one group-commit writer (SQLite takes one writer at a time);
         # a pool of readers keeps reads concurrent.
-        return {"pool_size": 8, "max_overflow": 8, "pool_timeout": 300, "connect_args": {"timeout": 30}, **json}
+        return {"pool_size": 8, "max_overflow": 8, "pool_timeout": 300, "connect_args": {"timeout": busy_timeout}, **json}
     return {"pool_size": 20, "max_overflow": 20, "pool_timeout": 300, "pool_pre_ping": True, **json}
 
 
@@ -56,18 +62,14 @@ def _json_text(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _on_sqlite_connect(dbapi_connection, _record) -> None:
-    tune_sqlite_connection(dbapi_connection)
-
-
-def tune_sqlite_connection(dbapi_connection) -> None:
+def tune_sqlite_connection(dbapi_connection, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
     """The settings every connection to Parley's SQLite file runs with (the engine's pool and
     the group commit's own writer, store.row_writers)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     # Each pooled connection keeps its own page cache in the process's memory, filling up to
     # cache_size as the database grows: at SQLite's default (2 MiB) that was a steady RSS climb
     # over a 10-minute soak (+7.6 %); at 512 KiB it levels off (+2.7 %). The hot pages (b-tree
