@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.test_cloudapi import CLOUD_API_CONFIG, call, make_client
 from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
 from tests.support.sse import post_chat
 
@@ -32,7 +33,7 @@ FINISHED = {"success", "stopped", "failed", "interrupted"}
 
 def crash_config(model: ScriptedModel, **settings: Any) -> str:
     lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
-    return "\n".join(lines) + "\n" + default_config(model)
+    return "\n".join(lines) + "\n" + default_config(model) + CLOUD_API_CONFIG
 
 
 class AdpClient(threading.Thread):
@@ -68,6 +69,32 @@ class AdpClient(threading.Thread):
         else:
             self.answer_id = payload["record_id"]
             self.seen = payload["content"]
+
+
+class CloudBaseClient(threading.Thread):
+    """A CloudBase `send-message` stream in its default conversation: the text seen so far."""
+
+    def __init__(self, url: str, bot_id: str, key: str, message: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.bot_id, self.key, self.message = url, bot_id, key, message
+        self.seen = ""
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}", "Accept": "text/event-stream"}
+        try:
+            with httpx.stream("POST", f"{self.url}/v1/aibot/bots/{self.bot_id}/send-message", headers=headers,
+                              json={"msg": self.message, "history": []}, timeout=120) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: {"):
+                        self.seen += json.loads(line[len("data: "):]).get("content", "")
+        except httpx.HTTPError:
+            pass
+
+    def records(self, url: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{url}/v1/aibot/bots/{self.bot_id}/records", params={"sort": "asc"},
+                             headers={"Authorization": f"Bearer {self.key}"}, timeout=30)
+        response.raise_for_status()
+        return response.json()["recordList"]
 
 
 class WriteLock:
@@ -124,12 +151,19 @@ def test_kill_9_with_a_write_lock_held_loses_no_acknowledged_question_and_keeps_
         clients += streaming
         for client in streaming:
             client.start()
-        wait_for(lambda: all(c.echo_id and len(c.seen) >= 100 for c in streaming), "the first answers to stream")
+        key = server.admin("POST", "/admin/apps/crash/cloudbase/keys", json={"kind": "api"}).json()
+        cloudbase = CloudBaseClient(server.url, key["botId"], key["key"], "crash-slow cloudbase")
+        cloudbase.start()
+        wait_for(
+            lambda: all(c.echo_id and len(c.seen) >= 100 for c in streaming) and len(cloudbase.seen) >= 100,
+            "the first answers to stream",
+        )
         wait_for(
             lambda: all(
                 any(r["content"] for r in answer_of(server.records("crash", c.session_id), c.echo_id or ""))
                 for c in streaming
-            ),
+            )
+            and any(r["role"] == "assistant" and r["content"] for r in cloudbase.records(server.url)),
             "a checkpoint of every streaming answer",
             timeout=30,
         )
@@ -148,7 +182,7 @@ def test_kill_9_with_a_write_lock_held_loses_no_acknowledged_question_and_keeps_
         if locker is not None:
             locker.release()
         server.close()
-    for client in clients:
+    for client in [*clients, cloudbase]:
         client.join(timeout=30)
 
     assert sqlite3.connect(database).execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -174,6 +208,17 @@ def test_kill_9_with_a_write_lock_held_loses_no_acknowledged_question_and_keeps_
             answer = answer_of(restarted.records("crash", client.session_id), client.echo_id or "")[0]
             assert answer["status"] == "interrupted" and answer["content"], answer
             assert answer["record_id"] == client.answer_id
+        # The same through GetMsgRecord (ADP's cloud API) and CloudBase's records.
+        client = streaming[0]
+        question, answer = call(make_client(restarted), "GetMsgRecord", {
+            "Type": 5, "Count": 10, "SessionId": client.session_id, "BotAppKey": app["app_key"]})["Records"]
+        assert question["RecordId"] == client.echo_id and answer["RecordId"] == client.answer_id
+        assert answer["TokenStat"]["StatusSummary"] == "failed" and answer["Content"]
+        assert SLOW_ANSWER.startswith(answer["Content"])
+        asked, answered = cloudbase.records(restarted.url)
+        assert (asked["role"], asked["content"]) == ("user", "crash-slow cloudbase")
+        assert (answered["role"], answered["status"]) == ("assistant", "interrupted")
+        assert answered["content"] and SLOW_ANSWER.startswith(answered["content"])
     finally:
         restarted.close()
 
