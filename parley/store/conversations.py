@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError as SqlAlchemyIntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.ids import new_id
-from parley.store.known_sessions import KnownSessions
 from parley.store.database import DEFAULT_BUSY_TIMEOUT
+from parley.store.known_sessions import KnownSessions
 from parley.store.row_writers import RowWriter, row_writer_for
 from parley.store.tables import records, sessions
 
@@ -29,7 +29,6 @@ IN_PROGRESS = "streaming"
 """The status of an answer being written: its record holds the last checkpoint."""
 INTERRUPTED = "interrupted"
 """The status of an answer whose process died before it finished (see close_unfinished)."""
-FINISHED = ("success", "stopped", "failed", INTERRUPTED)
 INTERRUPTED_MESSAGE = "interrupted: the server stopped before the answer was finished"
 
 
