@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,10 +30,10 @@ from bench.run import (
     ROOT,
     SHORT,
     Parley,
-    free_port,
-    http_post,
+    Plan,
     run_turns,
     start_model_server,
+    start_parley,
     wait_quiet,
 )
 from bench.scenario import Scenario
@@ -45,33 +43,12 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def start_parley_from(code: Path, work: Path, model: Any, label: str, scenario: Scenario) -> Parley:
-    """A Parley process running the code in `code` (`python -m parley` with that directory first)."""
-    home = work / f"parley-{label}"
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "parley.toml"
-    config.write_text(
+    """A Parley process running the code in `code`, with one model: the scenario's."""
+    config = (
         f'default_model = "{scenario.spec}"\nlocal_model = false\nlog_level = "warning"\n\n'
         f'[[models]]\nname = "{scenario.spec}"\nmodel = "{scenario.spec}"\nbase_url = "{model.url}/v1"\n'
     )
-    port = free_port()
-    token = secrets.token_hex(16)
-    server = Parley(
-        f"parley ({label})",
-        [sys.executable, "-m", "parley", "serve", "--config", str(config), "--data-dir", str(home / "data"),
-         "--port", str(port), "--no-demo"],
-        f"http://127.0.0.1:{port}", "/healthz", home / "parley.log",
-        env={"PARLEY_ADMIN_TOKEN": token, "PYTHONPATH": str(code)}, cwd=code,
-    )
-    status, body = http_post(
-        f"{server.url}/admin/apps?publish=1",
-        {"name": "bench", "concurrency": 100_000, "max_streams": 100_000},
-        {"Authorization": f"Bearer {token}"},
-    )
-    if status not in (200, 201):
-        server.stop()
-        raise RuntimeError(f"creating the bench application failed: HTTP {status} {body[:300]!r}")
-    server.app_key = json.loads(body)["app_key"]
-    return server
+    return start_parley(work, model, Plan(quick=True), label, code=code, config_text=config)
 
 
 def main() -> None:
