@@ -219,18 +219,22 @@ def parley_config(model: Server, plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def start_parley(work: Path, model: Server, plan: Plan, label: str) -> Parley:
+def start_parley(work: Path, model: Server, plan: Plan, label: str, code: Path = ROOT,
+                 config_text: str | None = None) -> Parley:
+    """A Parley process with the bench application; `code`: the checkout it runs (this one by
+    default); `config_text`: its settings instead of parley_config's."""
     home = work / f"parley-{label}"
     home.mkdir(parents=True, exist_ok=True)
     config = home / "parley.toml"
-    config.write_text(parley_config(model, plan))
+    config.write_text(parley_config(model, plan) if config_text is None else config_text)
     port = free_port()
     token = secrets.token_hex(16)
+    env = {"PARLEY_ADMIN_TOKEN": token} if code == ROOT else {"PARLEY_ADMIN_TOKEN": token, "PYTHONPATH": str(code)}
     server = Parley(
         f"parley ({label})",
         [sys.executable, "-m", "parley", "serve", "--config", str(config), "--data-dir", str(home / "data"),
          "--port", str(port), "--no-demo"],
-        f"http://127.0.0.1:{port}", "/healthz", home / "parley.log", env={"PARLEY_ADMIN_TOKEN": token},
+        f"http://127.0.0.1:{port}", "/healthz", home / "parley.log", env=env, cwd=code,
     )
     status, body = http_post(
         f"{server.url}/admin/apps?publish=1",

@@ -65,7 +65,8 @@ class Settings(BaseModel):
     database_busy_timeout: float = Field(10.0, gt=0, le=600)
     """Seconds a database write waits for a lock another connection or process holds (an
     operator's `parley app apply`, a backup) before it gives up: the admin API then answers
-    503 with Retry-After, the other faces their own "busy, try again" error."""
+    503 with Retry-After, the other faces their own "busy, try again" error; a question that
+    cannot be stored in that time is refused with an error event and no echo."""
     admin_token: str | None = None
     default_model: str = LOCAL_MODEL_NAME
     models: list[ModelConfig] = Field(default_factory=list)
@@ -79,6 +80,11 @@ class Settings(BaseModel):
     """Seconds a finished turn's events stay available to late or resuming subscribers."""
     shutdown_grace: float = 30.0
     """Seconds a stopping server lets turns in progress finish."""
+    answer_checkpoint_interval: float = 1.0
+    """An answer in progress is saved at most this often (seconds) while it grows, so that a
+    crash leaves its partial text; see docs/adp.md."""
+    answer_checkpoint_chars: int = 2048
+    """...or as soon as this many characters have grown since the last save."""
     log_level: str = "info"
     sensitive_word_files: list[Path] = Field(default_factory=list)
     """Global sensitive-word lists (one word per line), besides `sensitive_words.txt` in the data

@@ -22,6 +22,7 @@ from parley.engine.engine import Engine
 from parley.engine.events import compact_events
 from parley.engine.limits import LocalConcurrencyLimiter, LocalRateLimiter
 from parley.engine.moderation import WordListModerator
+from parley.engine.turn import CheckpointPolicy
 from parley.channels.cloudbase import CloudBaseChannel
 from parley.faces import openapi
 from parley.faces.adp import cloudapi as adp_cloudapi
@@ -77,10 +78,14 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     known_sessions = await KnownSessions.load(database.engine) if database.engine.dialect.name == "sqlite" else None
     knowledge = KnowledgeService(database.engine, settings.knowledge, settings.data_dir)
     await knowledge.start()  # background learning; resumes documents a previous run left unfinished
-    conversations = ConversationRepository(database.engine, known_sessions)
+    conversations = ConversationRepository(database.engine, known_sessions, settings.database_busy_timeout)
+    interrupted = await conversations.close_unfinished()  # answers a dead process left in progress
+    if interrupted:
+        log.warning("closed %d answers left unfinished by a previous run as interrupted", interrupted)
     engine = Engine(
         apps, conversations, models, bus,
         LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files), documents, knowledge,
+        CheckpointPolicy(settings.answer_checkpoint_interval, settings.answer_checkpoint_chars),
     )
     cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)
     messaging = open_messaging(settings, database.engine, engine, apps)

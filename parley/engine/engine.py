@@ -18,15 +18,19 @@ from parley.engine.limits import ConcurrencyLimiter, RateLimiter
 from parley.engine.moderation import Moderator
 from parley.engine.prompt import render_role
 from parley.engine.sources import DocumentSource, KnowledgeSource
-from parley.engine.turn import DirectReply, TurnInfo, TurnPlan, TurnRequest, TurnRunner
+from parley.engine.turn import CheckpointPolicy, DirectReply, TurnInfo, TurnPlan, TurnRequest, TurnRunner
 from parley.ids import new_id
 from parley.models.registry import ModelRegistry
 from parley.store.apps import AppRow, ReleaseRow
-from parley.store.conversations import ConversationRepository, RecordRow, SessionOwnedElsewhere
+from parley.store.conversations import IN_PROGRESS, ConversationRepository, RecordRow, SessionOwnedElsewhere
 
 log = logging.getLogger(__name__)
 
 RELEASE_CACHE_SECONDS = 1.0
+
+
+def _reply_method(documents: list[tuple[str, str]]) -> int:
+    return ReplyMethod.REALTIME_DOCUMENT if documents else ReplyMethod.LLM
 
 
 class Engine:
@@ -41,7 +45,9 @@ class Engine:
         moderator: Moderator,
         documents: DocumentSource | None = None,
         knowledge: KnowledgeSource | None = None,
+        checkpoints: CheckpointPolicy | None = None,
     ) -> None:
+        """`checkpoints`: how often an answer in progress is saved (None: only when it ends)."""
         self.apps = apps
         self.conversations = conversations
         self.models = models
@@ -51,6 +57,7 @@ class Engine:
         self.moderator = moderator
         self.documents = documents
         self.knowledge = knowledge
+        self.checkpoints = checkpoints
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._configs: dict[int, AppConfig] = {}  # parsed releases by release id; releases never change
         self._releases: RefreshingCache[str, tuple[AppRow | None, ReleaseRow | None]] = RefreshingCache(
@@ -91,12 +98,16 @@ class Engine:
         await self.limiter.release(f"streams:{app_id}")
 
     async def start_turn(self, request: TurnRequest) -> TurnInfo:
-        """Admits the turn, records the question, emits the echo and starts the answer.
+        """Admits the turn, queues the question's record and starts the answer.
 
         Raises TurnRejected, having stored nothing, when the turn cannot run. Admission
         checks, in order: the application, the model's limits, the rate limits, the question's
         words (a hit is answered with the refusal, without the model), then a turn slot
         (waiting in line up to `queue_timeout`; none: 460011 or the busy reply).
+
+        The echo is the acknowledgement that the question is recorded: the runner emits it
+        once the question's write has committed (see TurnRunner), while the answer starts at
+        once; a question that cannot be stored ends the turn with an error and no echo.
         """
         started = time.monotonic()
         app_row, _, app = await self._released(request.app_key)
@@ -161,10 +172,25 @@ class Engine:
                 file_infos=request.file_infos or None,
                 extra=direct.extra if question_hit is not None and direct is not None else None,
             )
+            answer_id = new_id()  # after the question's: records are listed in id order
+            opened = RecordRow(  # the answer's record in progress, stored with the question
+                id=answer_id,
+                session_pk=0,
+                app_id=app_row.id,
+                is_from_self=False,
+                content="",
+                status=IN_PROGRESS,
+                created_at=now_ms // 1000 * 1000,
+                request_id=request.request_id,
+                related_record_id=question.id,
+                reply_method=direct.reply_method if direct is not None else _reply_method(documents),
+                model="" if direct is not None else model_name,
+                is_llm_generated=direct is None,
+            )
             try:
                 session, history, question_stored = await self.conversations.begin_turn(
                     app_row.id, request.session_id, request.visitor_id, question,
-                    app.history_depth * 2 if direct is None else 0, face=request.face,
+                    app.history_depth * 2 if direct is None else 0, opened, face=request.face,
                 )
             except SessionOwnedElsewhere:
                 raise TurnRejected(ErrorKind.SESSION_FORBIDDEN) from None
@@ -173,7 +199,6 @@ class Engine:
                 await self.limiter.release(limit_key)
             raise
 
-        answer_id = new_id()
         info = TurnInfo(
             turn_id=answer_id,
             app_id=app_row.id,
@@ -189,9 +214,6 @@ class Engine:
             streaming_throttle=app.streaming.throttle,
         )
         self.bus.open(answer_id)
-        self.bus.publish(
-            answer_id, UserEcho(question.id, question.content, info.timestamp, question.is_evil, request.file_infos)
-        )
         plan = TurnPlan(
             info=info,
             app=app,
@@ -210,6 +232,8 @@ class Engine:
             knowledge=knowledge if direct is None else None,
             knowledge_scope=scope,
             question_stored=question_stored,
+            echo=UserEcho(question.id, question.content, info.timestamp, question.is_evil, request.file_infos),
+            checkpoints=self.checkpoints,
         )
         task = asyncio.create_task(self._run(TurnRunner(plan, self.bus, self.conversations), limit_key))
         self._tasks[answer_id] = task

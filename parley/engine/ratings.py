@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from parley.engine.events import ReplyMethod
-from parley.store.conversations import RecordRow
+from parley.store.conversations import IN_PROGRESS, INTERRUPTED, RecordRow
 
 SCORES = (0, 1, 2)
 REASON_MAX_CHARS = 20
@@ -27,8 +27,15 @@ class RatingRefused(Exception):
     """The rating breaks a rule; the message says which."""
 
 
+_UNRATABLE_STATUSES = ("failed", INTERRUPTED, IN_PROGRESS)
+
+
 def can_rate(record: RecordRow) -> bool:
-    return not record.is_from_self and record.reply_method not in UNRATABLE_METHODS and record.status != "failed"
+    return (
+        not record.is_from_self
+        and record.reply_method not in UNRATABLE_METHODS
+        and record.status not in _UNRATABLE_STATUSES
+    )
 
 
 def check_rating(record: RecordRow, score: int, reasons: list[str], feedback: str) -> None:
@@ -43,8 +50,10 @@ def check_rating(record: RecordRow, score: int, reasons: list[str], feedback: st
         raise RatingRefused("only the bot's answers can be rated, not the visitor's messages")
     if record.reply_method in UNRATABLE_METHODS:
         raise RatingRefused("greetings, concurrency-exceeded and real-time-document replies cannot be rated")
-    if record.status == "failed":
+    if record.status in ("failed", INTERRUPTED):
         raise RatingRefused("a failed answer cannot be rated")
+    if record.status == IN_PROGRESS:
+        raise RatingRefused("an answer cannot be rated while it is being written")
 
 
 def rated_extra(record: RecordRow, score: int, reasons: list[str], feedback: str) -> dict[str, Any] | None:

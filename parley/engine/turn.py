@@ -1,12 +1,15 @@
 """One turn: a visitor's message to an application in a session, answered by one record.
 
-The engine admits the turn and records the question (engine.py); `TurnRunner` then runs
-the rest as a task of its own, so the answer is finished and recorded whether or not
-anyone is still listening:
+The engine admits the turn and queues the question's record (engine.py); `TurnRunner`
+then runs the rest as a task of its own, so the answer is finished and recorded whether or
+not anyone is still listening:
 
+  acknowledge  once the question's write commits, emit the echo, then the events the answer
+            produced meanwhile, in order (the model call does not wait for the write); a
+            write that fails stops the answer, which ends with an error and no echo;
   generate  stream the model: reasoning becomes thought events, text reply deltas, both
             checked for sensitive words as they grow (a hit stops the model and the answer
-            becomes the refusal);
+            becomes the refusal); the answer's record is checkpointed as it grows;
   finalize  record the answer with its token statistics, then emit the final event.
 
 Admission may instead settle a direct reply (a refusal, a busy reply), which is recorded
@@ -18,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,7 @@ from parley.config import ModelConfig
 from parley.engine.apps import AppConfig
 from parley.engine.errors import ErrorKind
 from parley.engine.events import (
+    Event,
     Failure,
     Final,
     Procedure,
@@ -35,6 +38,7 @@ from parley.engine.events import (
     ReplyMethod,
     ThoughtDelta,
     ThoughtEnd,
+    UserEcho,
 )
 from parley.engine.citations import CitationMarks
 from parley.engine.faces import Face
@@ -42,7 +46,7 @@ from parley.engine.moderation import AnswerGuard, Hit
 from parley.engine.sources import KnowledgeSource
 from parley.engine.prompt import build_messages, documents_material, estimate_tokens
 from parley.models.base import ChatModel, ModelError, Usage
-from parley.store.conversations import ConversationRepository, RecordRow
+from parley.store.conversations import IN_PROGRESS, ConversationRepository, RecordRow
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,16 @@ class DirectReply:
     knowledge: tuple[dict[str, Any], ...] = ()
 
 
+@dataclass(slots=True, frozen=True)
+class CheckpointPolicy:
+    """When an answer in progress is saved: once `chars` characters (text and reasoning) have
+    grown since the last save, or `interval` seconds have passed with some growth. At most
+    one save per turn is in flight; saves go through the group commit with other writes."""
+
+    interval: float = 1.0
+    chars: int = 2048
+
+
 @dataclass(slots=True)
 class TurnPlan:
     """Everything the runner needs, settled at admission."""
@@ -119,8 +133,13 @@ class TurnPlan:
     """Real-time documents attached to the question: (file name, parsed text)."""
     knowledge: KnowledgeSource | None = None
     knowledge_scope: Any = None
-    question_stored: Awaitable[None] | None = None
-    """Done once the question's record is committed; the answer is recorded after it."""
+    question_stored: asyncio.Future[None] | None = None
+    """Done once the question's record is committed; the echo goes out and the answer is
+    recorded only after it."""
+    echo: UserEcho | None = None
+    """The question's echo, emitted once it is stored."""
+    checkpoints: CheckpointPolicy | None = None
+    """How often the answer in progress is saved; None: only when it ends."""
 
     @property
     def reply_method(self) -> int:
@@ -142,48 +161,117 @@ class TurnRunner:
         self._references: tuple[dict[str, Any], ...] = ()
         self._knowledge_hits: tuple[dict[str, Any], ...] = ()
         self._marks: CitationMarks | None = None
+        # Until the question is stored, events wait here; None once it is (and the echo went out).
+        self._held: list[Event] | None = []
+        self._question_error: BaseException | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._cancellable = False  # a lost question may cancel the task: it is still answering
+        self._ended = False
+        # Checkpoints: characters of text and reasoning so far, and as of the last save.
+        self._size = 0
+        self._saved_size = 0
+        self._saved_at = plan.started
+        self._saving: asyncio.Future[None] | None = None
 
     def _elapsed(self) -> int:
         return int((time.monotonic() - self.plan.started) * 1000)
 
     def _emit(self, event: Any) -> None:
-        self._bus.publish(self.plan.info.turn_id, event)
+        held = self._held
+        if held is None:
+            self._bus.publish(self.plan.info.turn_id, event)
+        elif self._question_error is None:
+            held.append(event)
+        # else the question was lost: the turn ends with one error event (see run)
+
+    def _question_settled(self, stored: asyncio.Future[None]) -> None:
+        """The question's write is over: acknowledge it, or stop the answer."""
+        if self._ended:
+            return
+        error = QuestionNotStored("cancelled") if stored.cancelled() else stored.exception()
+        if error is None:
+            self._acknowledge()
+            return
+        self._question_error = error
+        log.warning("turn %s: the question could not be stored: %s", self.plan.info.turn_id, error)
+        if self._cancellable and self._task is not None:
+            self._task.cancel()
+
+    def _acknowledge(self) -> None:
+        """Emits the echo, then what the answer produced while the question was being written."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        publish, turn_id = self._bus.publish, self.plan.info.turn_id
+        if self.plan.echo is not None:
+            publish(turn_id, self.plan.echo)
+        for event in held:
+            publish(turn_id, event)
 
     async def run(self) -> None:
         plan = self.plan
+        self._task = asyncio.current_task()
+        stored = plan.question_stored
+        if stored is None:
+            self._acknowledge()
+        else:
+            stored.add_done_callback(self._question_settled)
         try:
+            await self._answer()
+        finally:
+            if self._held is not None and stored is not None and stored.done():
+                self._question_settled(stored)  # its callback may not have run yet
+            self._ended = True
+            if self._held is not None:  # lost, or still being written as the turn ends: no echo
+                self._bus.publish(
+                    plan.info.turn_id, Failure(ErrorKind.INTERNAL.value, "internal error: the question could not be stored")
+                )
+            self._bus.end(plan.info.turn_id)
+
+    async def _answer(self) -> None:
+        plan = self.plan
+        try:
+            self._cancellable = True
             try:
                 direct = plan.direct or await self._consult_knowledge()
                 if direct is None:
                     await self._generate()
-            except asyncio.CancelledError:
-                await self._finish("stopped")
-                return
-            except ModelError as exc:
-                kind = ErrorKind.MODEL_TIMEOUT if exc.kind == "timeout" else ErrorKind.MODEL_FAILED
-                await self._fail(kind, exc.message)
-                return
-            except TimeoutError:
-                await self._fail(ErrorKind.MODEL_TIMEOUT, f"model {plan.info.model} sent nothing in time")
-                return
-            except Exception as exc:  # an engine bug must still end the turn cleanly
-                log.exception("turn %s failed", plan.info.turn_id)
-                await self._fail(ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}")
-                return
-            # Outside the handlers above: a stop arriving while the answer is being recorded
-            # must not record it a second time.
+            finally:
+                self._cancellable = False
+        except asyncio.CancelledError:
+            if self._question_error is not None:
+                return  # the question was lost: nothing is recorded
             try:
-                if direct is not None:
-                    await self._reply_directly(direct)
-                elif self._hit is not None:
-                    await self._refuse_answer(self._hit)
-                else:
-                    await self._finish("success")
-            except Exception:  # the store failed: the visitor is told, not left waiting
+                await self._finish("stopped")
+            except Exception:
+                if self._question_error is None:
+                    log.exception("could not record stopped turn %s", plan.info.turn_id)
+                    self._emit(Failure(ErrorKind.INTERNAL.value, "internal error: the answer could not be stored"))
+            return
+        except ModelError as exc:
+            kind = ErrorKind.MODEL_TIMEOUT if exc.kind == "timeout" else ErrorKind.MODEL_FAILED
+            await self._fail(kind, exc.message)
+            return
+        except TimeoutError:
+            await self._fail(ErrorKind.MODEL_TIMEOUT, f"model {plan.info.model} sent nothing in time")
+            return
+        except Exception as exc:  # an engine bug must still end the turn cleanly
+            log.exception("turn %s failed", plan.info.turn_id)
+            await self._fail(ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}")
+            return
+        # Outside the handlers above: a stop arriving while the answer is being recorded
+        # must not record it a second time.
+        try:
+            if direct is not None:
+                await self._reply_directly(direct)
+            elif self._hit is not None:
+                await self._refuse_answer(self._hit)
+            else:
+                await self._finish("success")
+        except Exception:  # the store failed: the visitor is told, not left waiting
+            if self._question_error is None:
                 log.exception("could not record turn %s", plan.info.turn_id)
                 self._emit(Failure(ErrorKind.INTERNAL.value, "internal error: the answer could not be stored"))
-        finally:
-            self._bus.end(plan.info.turn_id)
 
     async def _consult_knowledge(self) -> DirectReply | None:
         """Asks the knowledge base. A Q&A hit or "nothing, say so" settles the answer; passages
@@ -295,6 +383,22 @@ class TurnRunner:
         if text:
             self._text.append(text)
             self._emit(text)  # a reply delta is the text itself (events.ReplyDelta)
+            self._grew(len(text))
+
+    def _grew(self, size: int) -> None:
+        """Saves the answer in progress when the checkpoint policy says it is due."""
+        self._size += size
+        policy = self.plan.checkpoints
+        if policy is None or self._held is not None or self._saving is not None:
+            return  # the question is not stored yet (nor the record in progress), or a save is in flight
+        if self._size - self._saved_size < policy.chars and time.monotonic() - self._saved_at < policy.interval:
+            return
+        self._saved_size, self._saved_at = self._size, time.monotonic()
+        self._saving = self._conversations.checkpoint(self._record(IN_PROGRESS, self._procedures("processing")))
+        self._saving.add_done_callback(self._saved)
+
+    def _saved(self, _: asyncio.Future[None]) -> None:
+        self._saving = None  # a failed save is not retried: the next growth saves again
 
     def _think(self, text: str, guard: AnswerGuard | None) -> bool:
         if guard is not None:
@@ -305,6 +409,7 @@ class TurnRunner:
         if text:
             self._reasoning.append(text)
             self._emit(ThoughtDelta(text, self._elapsed()))
+            self._grew(len(text))
         return True
 
     def _procedures(self, status: str, model_called: bool = True) -> tuple[Procedure, ...]:
@@ -422,9 +527,14 @@ class TurnRunner:
         try:
             await self._store(record)
         except Exception:
-            log.exception("could not record failed turn %s", record.id)
+            if self._question_error is None:
+                log.exception("could not record failed turn %s", record.id)
         self._emit(Progress("failed", self._procedures("failed"), self._elapsed()))
         self._emit(Failure(kind.value, message))
+
+
+class QuestionNotStored(Exception):
+    """The question's write was abandoned."""
 
 
 def token_stat_record(procedures: tuple[Procedure, ...], elapsed_ms: int) -> dict[str, Any]:

@@ -1,19 +1,35 @@
-"""Sessions and the message records in them."""
+"""Sessions and the message records in them.
+
+An answer's record exists from the moment its question is stored: it is written with the
+question, in progress (`IN_PROGRESS`), grows by checkpoints while the answer streams and is
+replaced by the finished answer. A process that dies leaves records in progress behind;
+`close_unfinished` closes them at the next start (`INTERRUPTED`, with the last checkpoint's text).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError as SqlAlchemyIntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.ids import new_id
+from parley.store.database import DEFAULT_BUSY_TIMEOUT
 from parley.store.known_sessions import KnownSessions
 from parley.store.row_writers import RowWriter, row_writer_for
 from parley.store.tables import records, sessions
+
+IN_PROGRESS = "streaming"
+"""The status of an answer being written: its record holds the last checkpoint."""
+INTERRUPTED = "interrupted"
+"""The status of an answer whose process died before it finished (see close_unfinished)."""
+INTERRUPTED_MESSAGE = "interrupted: the server stopped before the answer was finished"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,26 +90,36 @@ def _values(record: RecordRow) -> dict[str, Any]:
     return {name: getattr(record, name) for name in RecordRow.__slots__}
 
 
+Unit = list[tuple[sa.Table, dict[str, Any]]]
+"""Rows written together: in the same transaction, and retried together."""
+
+
 class GroupWriter:
     """Group commit: rows added while a transaction is being written go in the next one.
 
     Under load this turns one commit per answer into one per batch; alone, a row is written
     at once. Rows are written in the order they were added, each table's rows of a batch in
-    one statement (sessions before the records that refer to them). If a batch fails, its
-    rows are written one by one, so one bad row fails alone. A caller that stops waiting
-    does not stop its row being written.
+    one statement (sessions before the records that refer to them); a later row with the
+    same primary key replaces an earlier one (an answer's checkpoints). If a batch breaks a
+    constraint, its units are written one by one, so one bad row fails alone; any other
+    failure (the database locked past its timeout, a full disk) fails the whole batch at
+    once. A caller that stops waiting does not stop its row being written.
     """
 
     def __init__(self, writer: RowWriter, max_batch: int = 500) -> None:
         self._writer = writer
         self._max_batch = max_batch
-        self._pending: list[tuple[sa.Table, dict[str, Any], asyncio.Future[None]]] = []
+        self._pending: list[tuple[Unit, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     def add(self, table: sa.Table, row: dict[str, Any]) -> asyncio.Future[None]:
         """Queues a row; the future is done once it is committed (or holds the error)."""
+        return self.add_unit([(table, row)])
+
+    def add_unit(self, unit: Unit) -> asyncio.Future[None]:
+        """Queues rows that are stored together or not at all."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((table, row, done))
+        self._pending.append((unit, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return done
@@ -104,29 +130,38 @@ class GroupWriter:
             del self._pending[: self._max_batch]
             try:
                 await self._write(batch)
-            except Exception:
+            except Exception as exc:
+                if not _broke_a_constraint(exc):
+                    for _, done in batch:
+                        _settle(done, exc)
+                    continue
                 for item in batch:
                     try:
                         await self._write([item])
-                    except Exception as exc:
-                        _settle(item[2], exc)
+                    except Exception as error:
+                        _settle(item[1], error)
                     else:
-                        _settle(item[2], None)
+                        _settle(item[1], None)
             else:
-                for _, _, done in batch:
+                for _, done in batch:
                     _settle(done, None)
 
-    async def _write(self, batch: list[tuple[sa.Table, dict[str, Any], asyncio.Future[None]]]) -> None:
-        by_table: dict[sa.Table, list[dict[str, Any]]] = {sessions: [], records: []}  # sessions first
-        for table, row, _ in batch:
-            by_table[table].append(row)
-        await self._writer.write(by_table)
+    async def _write(self, batch: list[tuple[Unit, asyncio.Future[None]]]) -> None:
+        by_table: dict[sa.Table, dict[Any, dict[str, Any]]] = {sessions: {}, records: {}}  # sessions first
+        for unit, _ in batch:
+            for table, row in unit:
+                by_table[table][row["id"]] = row  # the last row for a key wins
+        await self._writer.write({table: list(rows.values()) for table, rows in by_table.items()})
 
     async def aclose(self) -> None:
         """Waits for the rows already added, then closes the writer."""
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
         await self._writer.aclose()
+
+
+def _broke_a_constraint(exc: Exception) -> bool:
+    return isinstance(exc, (sqlite3.IntegrityError, SqlAlchemyIntegrityError))
 
 
 def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
@@ -137,6 +172,17 @@ def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
     else:
         done.set_exception(error)
         done.exception()  # retrieved: a turn whose client left may never await it
+
+
+def _interrupted_stat(stat: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Token statistics of an interrupted answer: the procedures still running marked failed
+    (none when it was never checkpointed; history calls show the status from them)."""
+    if not stat:
+        return {"elapsed": 0, "token_count": 0, "procedures": []}
+    procedures = [
+        {**p, "status": "failed"} if p.get("status") == "processing" else p for p in stat.get("procedures") or []
+    ]
+    return {**stat, "procedures": procedures}
 
 
 class SessionReader:
@@ -223,25 +269,32 @@ class SessionCache:
 
 
 class ConversationRepository:
-    def __init__(self, engine: AsyncEngine, known_sessions: KnownSessions | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, known_sessions: KnownSessions | None = None,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> None:
         """`known_sessions`, when this process creates every session in the database (SQLite),
-        spares new sessions the read that would prove them new."""
+        spares new sessions the read that would prove them new. `busy_timeout`: seconds a
+        write waits for another writer's lock before it fails."""
         self._engine = engine
-        self._writer = GroupWriter(row_writer_for(engine))
+        self._writer = GroupWriter(row_writer_for(engine, busy_timeout))
         self._sessions = SessionCache()
         self._reader = SessionReader(engine)
         self._known = known_sessions
 
     async def begin_turn(
         self, app_id: int, session_id: str, visitor_biz_id: str, question: RecordRow, history_records: int,
+        answer: RecordRow | None = None,
         *, face: str,
     ) -> tuple[SessionRow, list[RecordRow], asyncio.Future[None]]:
         """Opens (or creates) the session of `face`, reads its recent history and queues the question.
 
         A new session and the question go into the group commit: the turn need not wait for
         a write before it starts, and the returned future says when the question is stored
-        (the answer is recorded only after it). Raises SessionOwnedElsewhere, and writes
-        nothing, when another visitor owns the session.
+        (the answer is recorded only after it). `answer`, the answer's record in progress,
+        is stored in the same transaction as the question, so that a stored question always
+        has an answer record. Raises SessionOwnedElsewhere, and writes nothing, when another
+        visitor owns the session.
         """
         key = (app_id, face, session_id)
         session = self._sessions.get(key)
@@ -270,7 +323,11 @@ class ConversationRepository:
                 )
                 history = [_record(r) for r in rows][::-1]
         question.session_pk = session.id
-        return session, history, self._writer.add(records, _values(question))
+        unit: Unit = [(records, _values(question))]
+        if answer is not None:
+            answer.session_pk = session.id
+            unit.append((records, _values(answer)))
+        return session, history, self._writer.add_unit(unit)
 
     def _created(self, session: SessionRow) -> None:
         if self._known is not None:
@@ -284,8 +341,41 @@ class ConversationRepository:
         stored.add_done_callback(forget_if_failed)
 
     async def add_record(self, record: RecordRow) -> None:
-        """Stores a record durably; concurrent calls share one transaction (group commit)."""
+        """Stores (or replaces) a record durably; concurrent calls share one transaction (group commit)."""
         await self._writer.add(records, _values(record))
+
+    def checkpoint(self, record: RecordRow) -> asyncio.Future[None]:
+        """Queues a record in progress to replace its stored version, without waiting: the
+        future is done once it is committed. Only for a record whose question is stored."""
+        return self._writer.add(records, _values(record))
+
+    async def close_unfinished(self) -> int:
+        """Closes every answer left in progress as INTERRUPTED, with its last checkpoint's text
+        and token statistics; returns how many. Run at start-up, before any turn.
+
+        On SQLite one process serves a database file, so at start-up every record in progress
+        belongs to a process that died. Several instances sharing a database (PostgreSQL)
+        cannot tell a dead writer from a slow one that way; for them a record in progress
+        would carry a lease (the instance's id and an expiry, renewed by each checkpoint and
+        by a heartbeat while the model is silent), and every instance would close, from time
+        to time, only records whose lease has expired, with a conditional UPDATE (`WHERE
+        status = IN_PROGRESS AND lease_expires < now`) so that one instance closes each, and
+        append the terminal event to the turn's stream on the bus.
+        """
+        async with self._engine.begin() as conn:
+            rows = [_record(r) for r in await conn.execute(records.select().where(records.c.status == IN_PROGRESS))]
+            for record in rows:
+                await conn.execute(
+                    records.update()
+                    .where((records.c.id == record.id) & (records.c.status == IN_PROGRESS))
+                    .values(
+                        status=INTERRUPTED,
+                        error_message=INTERRUPTED_MESSAGE,
+                        token_stat=_interrupted_stat(record.token_stat),
+                        finished_at=record.finished_at or record.created_at or int(time.time() * 1000),
+                    )
+                )
+        return len(rows)
 
     async def aclose(self) -> None:
         await self._writer.aclose()

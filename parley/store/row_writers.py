@@ -1,4 +1,7 @@
-"""The last step of the group commit: a batch of new rows written in one transaction.
+"""The last step of the group commit: a batch of rows written in one transaction.
+
+A row whose primary key is already stored replaces the stored one (an upsert): that is how
+an answer's checkpoints, and at last the finished answer, overwrite its record in progress.
 
 One implementation per kind of database, chosen by `row_writer_for`:
 
@@ -21,35 +24,45 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from parley.store.database import tune_sqlite_connection
+from parley.store.database import DEFAULT_BUSY_TIMEOUT, tune_sqlite_connection
 
 Rows = Mapping[sa.Table, Sequence[dict[str, Any]]]
-"""New rows by table, in the order the tables are to be written (referenced tables first)."""
+"""Rows by table, in the order the tables are to be written (referenced tables first); at most
+one row per primary key in a batch."""
 
 
 class RowWriter(Protocol):
     async def write(self, rows: Rows) -> None:
-        """Inserts every row in one transaction: all of them are stored, or none (and it raises)."""
+        """Inserts (or, for a primary key already stored, replaces) every row in one transaction:
+        all of them are stored, or none (and it raises)."""
 
     async def aclose(self) -> None: ...
 
 
-def row_writer_for(engine: AsyncEngine) -> RowWriter:
+def row_writer_for(engine: AsyncEngine, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> RowWriter:
+    """`busy_timeout`: seconds a SQLite write waits for another writer's lock before it fails."""
     url = engine.url
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return SqliteRowWriter(url.database, engine.dialect)
+        return SqliteRowWriter(url.database, engine.dialect, busy_timeout)
     return EngineRowWriter(engine)
 
 
 class EngineRowWriter:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._upserts: dict[sa.Table, Any] = {}
 
     async def write(self, rows: Rows) -> None:
         async with self._engine.begin() as conn:
             for table, table_rows in rows.items():
                 if table_rows:  # an INSERT with no rows would insert one of defaults
-                    await conn.execute(table.insert(), list(table_rows))
+                    await conn.execute(self._upsert(table), list(table_rows))
+
+    def _upsert(self, table: sa.Table) -> Any:
+        statement = self._upserts.get(table)
+        if statement is None:
+            statement = self._upserts[table] = _upsert_statement(table, self._engine.dialect.name)
+        return statement
 
     async def aclose(self) -> None:
         pass
@@ -70,9 +83,10 @@ class SqliteRowWriter:
     serializer), so rows read back through the engine exactly as if it had written them.
     """
 
-    def __init__(self, path: str, dialect: Dialect) -> None:
+    def __init__(self, path: str, dialect: Dialect, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
         self._path = path
         self._dialect = dialect
+        self._busy_timeout = busy_timeout
         self._inserts: dict[sa.Table, _Insert] = {}
         self._thread: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None  # made and used on the thread only
@@ -113,22 +127,25 @@ class SqliteRowWriter:
         if connection is None:
             connection = self._connection = self._connect()
         limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout for another writer
         try:
             for insert, parameters in work:
                 per_statement = max(1, limit // insert.width)
                 for start in range(0, len(parameters), per_statement):
                     chunk = parameters[start : start + per_statement]
                     connection.execute(insert.sql_for(len(chunk)), list(chain.from_iterable(chunk)))
+            connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk, an I/O error): a second
+            # ROLLBACK would raise and hide the first error.
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
-        connection.execute("COMMIT")
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: the transactions are the explicit BEGIN/COMMIT above.
-        connection = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        tune_sqlite_connection(connection)
+        connection = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
+        tune_sqlite_connection(connection, self._busy_timeout)
         return connection
 
     def _close_now(self) -> None:
@@ -138,7 +155,7 @@ class SqliteRowWriter:
 
 
 class _Insert:
-    """A table's INSERT of every column, and the function that turns a row into its parameters."""
+    """A table's upsert of every column, and the function that turns a row into its parameters."""
 
     def __init__(self, table: sa.Table, dialect: Dialect) -> None:
         quote = dialect.identifier_preparer.quote
@@ -148,6 +165,12 @@ class _Insert:
             f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
             f"({', '.join(quote(column.name) for column in columns)}) VALUES "
         )
+        key = [quote(column.name) for column in table.primary_key.columns]
+        updated = [quote(column.name) for column in columns if not column.primary_key]
+        self._tail = (
+            f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(f'{name} = excluded.{name}' for name in updated)}"
+            if key and updated else ""
+        )
         self._row = f"({', '.join('?' for _ in columns)})"
         self._columns: list[tuple[str, Any, Callable[[Any], Any] | None]] = [
             (column.name, _scalar_default(column), column.type.bind_processor(dialect)) for column in columns
@@ -155,7 +178,7 @@ class _Insert:
 
     def sql_for(self, rows: int) -> str:
         """The statement inserting `rows` rows."""
-        return self._head + ", ".join([self._row] * rows)
+        return self._head + ", ".join([self._row] * rows) + self._tail
 
     def parameters(self, row: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(
@@ -167,3 +190,17 @@ class _Insert:
 def _scalar_default(column: sa.Column[Any]) -> Any:
     default = column.default
     return default.arg if default is not None and default.is_scalar else None  # type: ignore[attr-defined]
+
+
+def _upsert_statement(table: sa.Table, dialect_name: str) -> Any:
+    """INSERT, replacing the row with the same primary key (SQLite and PostgreSQL)."""
+    if dialect_name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        return table.insert()
+    statement = insert(table)
+    key = [column.name for column in table.primary_key.columns]
+    updated = {column.name: statement.excluded[column.name] for column in table.columns if not column.primary_key}
+    return statement.on_conflict_do_update(index_elements=key, set_=updated)

@@ -72,3 +72,10 @@ records = sa.Table(
     sa.Column("finished_at", sa.BigInteger, nullable=True),
 )
 sa.Index("ix_records_session_id", records.c.session_pk, records.c.id)
+sa.Index(
+    "ix_records_in_progress",
+    records.c.status,
+    sqlite_where=records.c.status == "streaming",
+    postgresql_where=records.c.status == "streaming",
+)
+"""Answers being written (conversations.IN_PROGRESS): few at any time, found at start-up."""

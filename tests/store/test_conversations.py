@@ -2,6 +2,7 @@
 commit, the session cache and coalesced lookups, the question stored before its answer."""
 
 import asyncio
+import sqlite3
 import time
 
 import pytest
@@ -116,3 +117,79 @@ async def test_known_sessions_spare_new_sessions_the_read_and_still_find_old_one
         created, history, stored = await second.begin_turn(app_id, session_id, "henry", question(app_id, "hi"), 10, face=ADP)
         await stored
         assert history == [] and known.may_exist((app_id, ADP, session_id))
+
+
+def in_progress(app_id: int, question_row: RecordRow) -> RecordRow:
+    record = answer(app_id, 0, "")
+    record.status, record.related_record_id, record.finished_at = "streaming", question_row.id, None
+    return record
+
+
+async def test_the_answer_in_progress_is_stored_with_its_question_and_grows_by_checkpoints(store):
+    database, app_id = store
+    repository = ConversationRepository(database.engine)
+    asked = question(app_id, "q")
+    opened = in_progress(app_id, asked)
+    session, _, stored = await repository.begin_turn(app_id, "s-6", "ivy", asked, 0, opened, face=ADP)
+    await stored
+    assert [(r.content, r.status) for r in await repository.list_records(session.id, 10)] == [("q", "success"), ("", "streaming")]
+    # Checkpoints queued at once share a batch; the last one wins.
+    opened.content = "Hel"
+    first = repository.checkpoint(RecordRow(**{name: getattr(opened, name) for name in RecordRow.__slots__}))
+    opened.content = "Hello"
+    second = repository.checkpoint(opened)
+    await asyncio.gather(first, second)
+    assert (await repository.get_record(opened.id)).content == "Hello"
+    opened.content, opened.status = "Hello there", "success"
+    await repository.add_record(opened)
+    assert [(r.content, r.status) for r in await repository.list_records(session.id, 10)] == [
+        ("q", "success"), ("Hello there", "success")
+    ]
+
+
+async def test_answers_left_in_progress_are_closed_as_interrupted_at_the_next_start(store):
+    database, app_id = store
+    repository = ConversationRepository(database.engine)
+    checkpointed, never = question(app_id, "one"), question(app_id, "two")
+    first, second = in_progress(app_id, checkpointed), in_progress(app_id, never)
+    for asked, opened in ((checkpointed, first), (never, second)):
+        _, _, stored = await repository.begin_turn(app_id, f"s-{asked.content}", "jo", asked, 0, opened, face=ADP)
+        await stored
+    first.content, first.token_stat = "half an ans", {"elapsed": 9, "procedures": [{"name": "large_language_model", "status": "processing"}]}
+    await repository.checkpoint(first)
+
+    restarted = ConversationRepository(database.engine)
+    assert await restarted.close_unfinished() == 2
+    assert await restarted.close_unfinished() == 0
+    closed, bare = await restarted.get_record(first.id), await restarted.get_record(second.id)
+    assert (closed.status, closed.content) == ("interrupted", "half an ans")
+    assert closed.error_message.startswith("interrupted") and closed.token_stat["procedures"][0]["status"] == "failed"
+    assert (bare.status, bare.content, bare.token_stat["procedures"]) == ("interrupted", "", [])
+
+
+class FailingWriter:
+    def __init__(self, error: Exception) -> None:
+        self.error, self.calls = error, 0
+
+    async def write(self, rows) -> None:
+        self.calls += 1
+        raise self.error
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_locked_database_fails_the_whole_batch_at_once():
+    """Retrying row by row helps only against a row that breaks a constraint; a lock held
+    past the timeout would make every row wait the timeout again."""
+    from parley.store.conversations import GroupWriter
+    from parley.store.tables import records
+
+    locked = FailingWriter(sqlite3.OperationalError("database is locked"))
+    writer = GroupWriter(locked)
+    results = await asyncio.gather(*(writer.add(records, {"id": i}) for i in range(5)), return_exceptions=True)
+    assert all(isinstance(r, sqlite3.OperationalError) for r in results) and locked.calls == 1
+    broken = FailingWriter(sqlite3.IntegrityError("FOREIGN KEY constraint failed"))
+    writer = GroupWriter(broken)
+    await asyncio.gather(*(writer.add(records, {"id": i}) for i in range(5)), return_exceptions=True)
+    assert broken.calls == 1 + 5

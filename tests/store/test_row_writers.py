@@ -100,3 +100,15 @@ async def test_the_engine_writer_skips_tables_without_rows(database):
     alone = record(session)
     await writer.write({sessions: [], records: [alone]})  # no session row to insert this time
     assert (await stored(database, alone["id"]))["content"] == "你好"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "engine"])
+async def test_a_row_with_a_stored_primary_key_replaces_it(database, writer, kind):
+    """An answer's checkpoints, and at last the finished answer, overwrite its record."""
+    session = await new_session(database)
+    upsert = writer if kind == "sqlite" else EngineRowWriter(database.engine)
+    draft = record(session, status="streaming", content="par")
+    await upsert.write({sessions: [session], records: [draft]})
+    await upsert.write({records: [{**draft, "content": "partial", "status": "success", "finished_at": 5}]})
+    row = await stored(database, draft["id"])
+    assert (row["content"], row["status"], row["finished_at"]) == ("partial", "success", 5)

@@ -17,7 +17,11 @@ from parley.store.conversations import RecordRow
 ACCESS_TYPE_API = 5
 """`Type` of a record: the access type it came through (5: API visitor)."""
 
-_WIRE_STATUS = {"success": "success", "stopped": "stop", "failed": "failed"}
+_WIRE_STATUS = {
+    "success": "success", "stopped": "stop", "failed": "failed", "streaming": "processing", "interrupted": "failed",
+}
+"""Stored statuses as ADP's: an answer still being written is `processing`; one its server
+died writing (stored `interrupted`, with the text checkpointed) is `failed`."""
 THOUGHT_TITLE = PROCEDURE_TITLES.get("thought", "思考")
 
 

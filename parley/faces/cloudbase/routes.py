@@ -250,6 +250,8 @@ def record_json(record: RecordRow, bot_id: str, conversation_id: str) -> dict[st
     }
     if record.reasoning:
         data["reasoningContent"] = record.reasoning
+    if not record.is_from_self and record.status != "success":
+        data["status"] = record.status  # stopped, failed, streaming, interrupted (docs/applications.md)
     if record.is_from_self:
         data["fileInfos"] = [
             {"cloudId": f.get("file_url", ""), "fileName": f.get("file_name", ""), "type": f.get("file_type", ""), "bytes": 0}
