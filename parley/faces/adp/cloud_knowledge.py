@@ -270,7 +270,7 @@ async def save_doc(params: Params, services: Services) -> dict[str, Any]:
     if (params.integer("Opt", default=2, minimum=1, maximum=2) or 2) != 2:
         raise CloudApiError("UnsupportedOperation", "Opt 1 (Q&A batch import) is not supported; use the admin API.")
     size = params.string("Size", max_len=20)
-    if size and not size.isdigit():
+    if size and not (size.isascii() and size.isdigit()):
         raise invalid_value("Size", "must be a string of decimal digits")
     etag = params.string("ETag", max_len=128).strip('"')
     params.string("CosHash", max_len=128)
