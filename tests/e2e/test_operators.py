@@ -183,3 +183,10 @@ def test_save_doc_refuses_a_size_that_is_not_ascii_digits(client, known, size="Â
                                      "CosUrl": "/public/x/a.md", "Size": size})
     assert info.value.code == "InvalidParameterValue", (info.value.code, info.value.message)
 
+
+def test_the_admin_api_refuses_label_ids_that_are_not_ascii_digits(server, known, label_id="Â²"):
+    response = server.admin("PATCH", f"/admin/apps/ids-bot/kb/attribute-labels/{known['{attr}']}",
+                            json={"delete_label_ids": [label_id]})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_label"
+

@@ -364,10 +364,11 @@ async def modify_attribute_label(request: Request, app: App, knowledge: Knowledg
     deleted = data.get("delete_label_ids") or []
     try:
         attr_id = _attribute_id(request)
-        if not isinstance(deleted, list) or not all(str(i).isdigit() for i in deleted):
+        delete_label_ids = [parse_id(str(i)) for i in deleted] if isinstance(deleted, list) else [None]
+        if None in delete_label_ids:
             raise LabelError("delete_label_ids must be a list of decimal ids")
         attribute = await knowledge.modify_attribute(
-            app.id, attr_id, name=data.get("name"), delete_label_ids=[int(i) for i in deleted],
+            app.id, attr_id, name=data.get("name"), delete_label_ids=delete_label_ids,  # type: ignore[arg-type]
             labels=_label_inputs(data.get("labels"), with_ids=True),
         )
     except LabelError as exc:
