@@ -190,3 +190,11 @@ def test_the_admin_api_refuses_label_ids_that_are_not_ascii_digits(server, known
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_label"
 
+
+@pytest.mark.parametrize("sdkappid", ["²", "１４０００００００９"])
+def test_im_refuses_an_sdkappid_that_is_not_ascii_digits(server, sdkappid):
+    query = {"sdkappid": sdkappid, "identifier": "administrator", "usersig": "x", "random": 1, "contenttype": "json"}
+    rest = httpx.post(f"{server.url}/v4/openim/sendmsg", params=query, json={}, timeout=30).json()
+    subscribe = httpx.get(f"{server.url}/im/v1/subscribe", params=query, timeout=30).json()
+    for answer in (rest, subscribe):
+        assert answer["ActionStatus"] == "FAIL" and answer["ErrorCode"] == 60006, answer  # not a valid SDKAppID

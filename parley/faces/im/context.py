@@ -32,7 +32,7 @@ class IMContext:
         """The application named by the `sdkappid` query value, or the IMError a caller gets."""
         if not raw_sdkappid:
             raise IMError(errors.SDKAPPID_MISSING, "sdkappid is missing from the URL")
-        if not raw_sdkappid.isdigit() or len(raw_sdkappid) > 12:
+        if not (raw_sdkappid.isascii() and raw_sdkappid.isdigit()) or len(raw_sdkappid) > 12:
             raise IMError(errors.SDKAPPID_INVALID, "sdkappid is not a valid SDKAppID")
         app = self.messaging.apps.get(int(raw_sdkappid))
         if app is None:
