@@ -474,3 +474,24 @@ def test_knowledge_calls_manage_documents_and_pairs_and_resolve_references(serve
     assert missing.code == "ResourceNotFound"
     bad = sdk_error(client, "DescribeRefer", {"BotBizId": app["id"], "ReferBizIds": ["not-a-number"]})
     assert bad.code == "InvalidParameterValue"
+
+
+@pytest.mark.xfail(strict=False, reason="durability engineer's area: Engine.rate_record (engine/engine.py) checks "
+                   "only the record's application, not its session's face; store/conversations.py has no face "
+                   "for a record")
+def test_rate_msg_record_does_not_reach_a_cloudbase_record(server, client):
+    """Issue 13 item 7: an AppKey holder naming a CloudBase conversation's record id in
+    RateMsgRecord rates it (the score lands in the CloudBase record). Ids are time-ordered,
+    so a record id is not a secret: the face must be checked."""
+    app = server.create_app("rate-across-faces")
+    key = server.admin("POST", "/admin/apps/rate-across-faces/cloudbase/keys", json={"kind": "api"}).json()
+    base, headers = f"{server.url}/v1/aibot/bots/{key['botId']}", {"Authorization": f"Bearer {key['key']}"}
+    conversation = httpx.post(f"{base}/conversation", json={"title": "t"}, headers=headers, timeout=30).json()["conversationId"]
+    httpx.post(f"{base}/send-message", json={"msg": "hello", "conversationId": conversation},
+               headers={**headers, "Accept": "text/event-stream"}, timeout=60)
+    listed = httpx.get(f"{base}/records", params={"sort": "asc", "conversationId": conversation}, headers=headers, timeout=30)
+    answer_id = listed.json()["recordList"][-1]["recordId"]
+    refused = sdk_error(client, "RateMsgRecord", {"BotAppKey": app["app_key"], "RecordId": answer_id, "Score": 2})
+    assert refused.code == "ResourceNotFound"
+    stored = server.admin("GET", f"/admin/apps/rate-across-faces/sessions/{conversation}/records", params={"face": "cloudbase"})
+    assert [r["score"] for r in stored.json()] == [0, 0]
