@@ -260,6 +260,21 @@ def test_a_captured_call_with_an_unsigned_payload_keeps_its_body(server, client,
     assert server.admin("GET", "/admin/apps/sdk-unsigned").json()["published"] is False
 
 
+def test_a_captured_read_with_an_unsigned_payload_cannot_be_replayed_to_read_something_else(server, client, published):
+    """With the body unsigned, a read replayed as another read could name any conversation
+    (GetMsgRecord of any SessionId) for the signature's whole life; so an unsigned payload
+    binds reads too. The same call again (a retry) is still accepted."""
+    post_chat(server.url, {"bot_app_key": published["app_key"], "visitor_biz_id": "v", "session_id": "s-private",
+                           "content": "my code is 4711"})
+    body = json.dumps({"BotBizId": published["id"]})
+    captured = signed_headers(server, "DescribeReleaseInfo", body, unsigned=True)
+    assert post_raw(server, body, captured)["Status"] == 3
+    assert post_raw(server, body, captured)["Status"] == 3  # a retry
+    other = json.dumps({"Type": 5, "Count": 10, "SessionId": "s-private", "BotAppKey": published["app_key"]})
+    answer = post_raw(server, other, {**captured, "X-TC-Action": "GetMsgRecord"})
+    assert answer.get("Error", {}).get("Code") == "AuthFailure.SignatureFailure", answer
+
+
 # -- dialogue actions ------------------------------------------------------------------------
 
 
