@@ -260,6 +260,17 @@ def test_a_captured_call_with_an_unsigned_payload_keeps_its_body(server, client,
     assert server.admin("GET", "/admin/apps/sdk-unsigned").json()["published"] is False
 
 
+def test_a_replay_through_a_proxy_naming_the_same_client_is_refused(server, client):
+    """Through a proxy (uvicorn trusts X-Forwarded-For from loopback) the client is an address
+    with port 0: that names a host, not the connection the signature was first used on."""
+    app_id = call(client, "CreateApp", {"AppType": "knowledge_qa", "BaseConfig": {"Name": "sdk-proxied"}})["AppBizId"]
+    body = json.dumps({"BotBizId": app_id})
+    captured = {**signed_headers(server, "DescribeReleaseInfo", body), "X-Forwarded-For": "10.0.0.5"}
+    assert post_raw(server, body, captured)["Status"] == 1
+    answer = post_raw(server, body, {**captured, "X-TC-Action": "CreateRelease"})
+    assert answer.get("Error", {}).get("Code") == "AuthFailure.SignatureFailure", answer
+    assert server.admin("GET", "/admin/apps/sdk-proxied").json()["published"] is False
+
 def test_a_captured_read_with_an_unsigned_payload_cannot_be_replayed_to_read_something_else(server, client, published):
     """With the body unsigned, a read replayed as another read could name any conversation
     (GetMsgRecord of any SessionId) for the signature's whole life; so an unsigned payload

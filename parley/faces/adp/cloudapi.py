@@ -85,7 +85,9 @@ def bind_signature(
     """
     call = hashlib.sha256(b"\0".join([action.encode(), version.encode(), hashlib.sha256(body).digest()])).digest()
     keep_for = 2 * services.settings.cloud_api.signature_max_age
-    origin = f"{request.client.host}:{request.client.port}" if request.client else None
+    # Port 0: the client's address came from a proxy's X-Forwarded-For (uvicorn trusts one on
+    # loopback), which names a host, not a connection: every connection from it would match.
+    origin = f"{request.client.host}:{request.client.port}" if request.client and request.client.port else None
     unsigned = request.headers.get("x-tc-content-sha256") == tc3.UNSIGNED_PAYLOAD
     exclusive = unsigned or changes_state(action)
     if not services.signatures.claim(auth.signature, call, keep_for, exclusive=exclusive, origin=origin):
