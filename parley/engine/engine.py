@@ -304,15 +304,17 @@ class Engine:
         return await self.conversations.list_records(session.id, count, before_id)
 
     async def rate_record(
-        self, app_id: int, record_id: int, score: int, reasons: list[str] | None = None, feedback: str = ""
+        self, app_id: int, record_id: int, score: int, reasons: list[str] | None = None, feedback: str = "",
+        *, face: str,
     ) -> RecordRow:
-        """Records a visitor's rating of one of the application's answers (ADP RateMsgRecord).
+        """Records a visitor's rating of one of the application's answers in `face`'s sessions
+        (ADP RateMsgRecord).
 
         Raises ratings.RecordNotFound, or ratings.RatingRefused when the rules forbid it.
         """
         from parley.engine import ratings
 
-        record = await self.conversations.get_record(record_id)
+        record = await self.conversations.get_record(record_id, face=face)
         if record is None or record.app_id != app_id:
             raise ratings.RecordNotFound(record_id)
         reasons = list(reasons or [])

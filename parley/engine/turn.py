@@ -47,6 +47,7 @@ from parley.engine.sources import KnowledgeSource
 from parley.engine.prompt import build_messages, documents_material, estimate_tokens
 from parley.models.base import ChatModel, ModelError, Usage
 from parley.store.conversations import IN_PROGRESS, ConversationRepository, RecordRow
+from parley.store.database import is_busy
 
 log = logging.getLogger(__name__)
 
@@ -223,9 +224,7 @@ class TurnRunner:
                 self._question_settled(stored)  # its callback may not have run yet
             self._ended = True
             if self._held is not None:  # lost, or still being written as the turn ends: no echo
-                self._bus.publish(
-                    plan.info.turn_id, Failure(ErrorKind.INTERNAL.value, "internal error: the question could not be stored")
-                )
+                self._bus.publish(plan.info.turn_id, store_failure(self._question_error, "the question"))
             self._bus.end(plan.info.turn_id)
 
     async def _answer(self) -> None:
@@ -243,10 +242,10 @@ class TurnRunner:
                 return  # the question was lost: nothing is recorded
             try:
                 await self._finish("stopped")
-            except Exception:
+            except Exception as exc:
                 if self._question_error is None:
                     log.exception("could not record stopped turn %s", plan.info.turn_id)
-                    self._emit(Failure(ErrorKind.INTERNAL.value, "internal error: the answer could not be stored"))
+                    self._emit(store_failure(exc, "the answer"))
             return
         except ModelError as exc:
             kind = ErrorKind.MODEL_TIMEOUT if exc.kind == "timeout" else ErrorKind.MODEL_FAILED
@@ -268,10 +267,10 @@ class TurnRunner:
                 await self._refuse_answer(self._hit)
             else:
                 await self._finish("success")
-        except Exception:  # the store failed: the visitor is told, not left waiting
+        except Exception as exc:  # the store failed: the visitor is told, not left waiting
             if self._question_error is None:
                 log.exception("could not record turn %s", plan.info.turn_id)
-                self._emit(Failure(ErrorKind.INTERNAL.value, "internal error: the answer could not be stored"))
+                self._emit(store_failure(exc, "the answer"))
 
     async def _consult_knowledge(self) -> DirectReply | None:
         """Asks the knowledge base. A Q&A hit or "nothing, say so" settles the answer; passages
@@ -535,6 +534,14 @@ class TurnRunner:
 
 class QuestionNotStored(Exception):
     """The question's write was abandoned."""
+
+
+def store_failure(error: BaseException | None, what: str) -> Failure:
+    """The failure event for a record that could not be stored: busy when another writer held
+    the database past the busy timeout (the client may simply try again), internal otherwise."""
+    if error is not None and is_busy(error):
+        return Failure(ErrorKind.STORE_BUSY.value, f"the server's database is busy: {what} could not be stored; try again shortly")
+    return Failure(ErrorKind.INTERNAL.value, f"internal error: {what} could not be stored")
 
 
 def token_stat_record(procedures: tuple[Procedure, ...], elapsed_ms: int) -> dict[str, Any]:

@@ -27,6 +27,11 @@ from parley.store.messaging import MessageRow
 
 log = logging.getLogger(__name__)
 
+STORE_FAILED = "the answer could not be stored; please ask again"
+FAIL_ATTEMPTS = 10
+FAIL_RETRY_SECONDS = 1.0
+"""How long an answer cut by a store failure tries to end itself as an error message."""
+
 Bindings = Callable[[int], dict[str, str]]
 """The robot -> application-name bindings of an SDKAppID."""
 
@@ -114,8 +119,28 @@ class RobotResponder:
         except MessagingError:
             # The stream ended under us (the user interrupted it): the turn has nobody to answer.
             self._engine.stop_turn(info.turn_id)
+        except Exception:
+            # A chunk could not be stored (the database locked past its busy timeout, say): the
+            # turn stops, and the message ends as an error rather than streaming for ever.
+            log.warning("the robot's answer %s could not be stored", answer.msg_key, exc_info=True)
+            self._engine.stop_turn(info.turn_id)
+            await self._fail_when_possible(sdkappid, robot, user, answer.msg_key)
         finally:
             self._turns.pop(key, None)
+
+    async def _fail_when_possible(self, sdkappid: int, robot: str, user: str, msg_key: str) -> None:
+        """Ends a stream as an error message, trying again while the store refuses (bounded)."""
+        for attempt in range(FAIL_ATTEMPTS):
+            try:
+                await self._messaging.fail_stream(sdkappid, robot, user, msg_key, STORE_FAILED)
+                return
+            except MessagingError:
+                return  # it has ended already
+            except Exception:
+                if attempt + 1 == FAIL_ATTEMPTS:
+                    log.error("the robot's answer %s is left unfinished", msg_key, exc_info=True)
+                    return
+                await asyncio.sleep(FAIL_RETRY_SECONDS)
 
     async def _relay(self, turn_id: int, sdkappid: int, robot: str, user: str, msg_key: str) -> None:
         """Grows the streaming message with the turn's text, then settles it.

@@ -384,9 +384,16 @@ class ConversationRepository:
         key = (app_id, face, session_id)
         return self._sessions.get(key) or await self._reader.get(key)
 
-    async def get_record(self, record_id: int) -> RecordRow | None:
+    async def get_record(self, record_id: int, *, face: str | None = None) -> RecordRow | None:
+        """The record; with `face`, only when its session belongs to that face (record ids are
+        time-ordered and can be guessed, so a face must not reach another face's records by id)."""
+        query = records.select().where(records.c.id == record_id)
+        if face is not None:
+            query = query.where(
+                records.c.session_pk.in_(sa.select(sessions.c.id).where(sessions.c.face == face))
+            )
         async with self._engine.connect() as conn:
-            row = (await conn.execute(records.select().where(records.c.id == record_id))).first()
+            row = (await conn.execute(query)).first()
         return _record(row) if row else None
 
     async def list_records(self, session_pk: int, count: int, before_id: int | None = None) -> list[RecordRow]:

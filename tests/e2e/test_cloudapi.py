@@ -260,6 +260,32 @@ def test_a_captured_call_with_an_unsigned_payload_keeps_its_body(server, client,
     assert server.admin("GET", "/admin/apps/sdk-unsigned").json()["published"] is False
 
 
+def test_a_replay_through_a_proxy_naming_the_same_client_is_refused(server, client):
+    """Through a proxy (uvicorn trusts X-Forwarded-For from loopback) the client is an address
+    with port 0: that names a host, not the connection the signature was first used on."""
+    app_id = call(client, "CreateApp", {"AppType": "knowledge_qa", "BaseConfig": {"Name": "sdk-proxied"}})["AppBizId"]
+    body = json.dumps({"BotBizId": app_id})
+    captured = {**signed_headers(server, "DescribeReleaseInfo", body), "X-Forwarded-For": "10.0.0.5"}
+    assert post_raw(server, body, captured)["Status"] == 1
+    answer = post_raw(server, body, {**captured, "X-TC-Action": "CreateRelease"})
+    assert answer.get("Error", {}).get("Code") == "AuthFailure.SignatureFailure", answer
+    assert server.admin("GET", "/admin/apps/sdk-proxied").json()["published"] is False
+
+def test_a_captured_read_with_an_unsigned_payload_cannot_be_replayed_to_read_something_else(server, client, published):
+    """With the body unsigned, a read replayed as another read could name any conversation
+    (GetMsgRecord of any SessionId) for the signature's whole life; so an unsigned payload
+    binds reads too. The same call again (a retry) is still accepted."""
+    post_chat(server.url, {"bot_app_key": published["app_key"], "visitor_biz_id": "v", "session_id": "s-private",
+                           "content": "my code is 4711"})
+    body = json.dumps({"BotBizId": published["id"]})
+    captured = signed_headers(server, "DescribeReleaseInfo", body, unsigned=True)
+    assert post_raw(server, body, captured)["Status"] == 3
+    assert post_raw(server, body, captured)["Status"] == 3  # a retry
+    other = json.dumps({"Type": 5, "Count": 10, "SessionId": "s-private", "BotAppKey": published["app_key"]})
+    answer = post_raw(server, other, {**captured, "X-TC-Action": "GetMsgRecord"})
+    assert answer.get("Error", {}).get("Code") == "AuthFailure.SignatureFailure", answer
+
+
 # -- dialogue actions ------------------------------------------------------------------------
 
 
@@ -474,3 +500,21 @@ def test_knowledge_calls_manage_documents_and_pairs_and_resolve_references(serve
     assert missing.code == "ResourceNotFound"
     bad = sdk_error(client, "DescribeRefer", {"BotBizId": app["id"], "ReferBizIds": ["not-a-number"]})
     assert bad.code == "InvalidParameterValue"
+
+
+def test_rate_msg_record_does_not_reach_a_cloudbase_record(server, client):
+    """Issue 13 item 7: an AppKey holder naming a CloudBase conversation's record id in
+    RateMsgRecord rates it (the score lands in the CloudBase record). Ids are time-ordered,
+    so a record id is not a secret: the face must be checked."""
+    app = server.create_app("rate-across-faces")
+    key = server.admin("POST", "/admin/apps/rate-across-faces/cloudbase/keys", json={"kind": "api"}).json()
+    base, headers = f"{server.url}/v1/aibot/bots/{key['botId']}", {"Authorization": f"Bearer {key['key']}"}
+    conversation = httpx.post(f"{base}/conversation", json={"title": "t"}, headers=headers, timeout=30).json()["conversationId"]
+    httpx.post(f"{base}/send-message", json={"msg": "hello", "conversationId": conversation},
+               headers={**headers, "Accept": "text/event-stream"}, timeout=60)
+    listed = httpx.get(f"{base}/records", params={"sort": "asc", "conversationId": conversation}, headers=headers, timeout=30)
+    answer_id = listed.json()["recordList"][-1]["recordId"]
+    refused = sdk_error(client, "RateMsgRecord", {"BotAppKey": app["app_key"], "RecordId": answer_id, "Score": 2})
+    assert refused.code == "ResourceNotFound"
+    stored = server.admin("GET", f"/admin/apps/rate-across-faces/sessions/{conversation}/records", params={"face": "cloudbase"})
+    assert [r["score"] for r in stored.json()] == [0, 0]

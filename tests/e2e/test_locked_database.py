@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +22,14 @@ from tests.support.processes import ParleyServer, ScriptedModel, default_config,
 BUSY_TIMEOUT = 0.3  # seconds: the test's locks outlast it at once
 IM_APP = 1400000009
 IM_KEY = "c" * 64
+IM_ROBOT = "@RBT#locked"
 IM_CONFIG = f"""
 [[im.apps]]
 sdkappid = {IM_APP}
 secret_key = "{IM_KEY}"
+
+[im.apps.robots]
+"{IM_ROBOT}" = "im-locked"
 """
 LEAKS = ("Traceback", "OperationalError", "sqlite", "database is locked")
 
@@ -114,3 +119,54 @@ def test_im_answers_its_envelope(server):
         body = json.loads(response.text)
         assert body["ActionStatus"] == "FAIL" and body["ErrorCode"] in (90994, 70500), body
         no_leak(response.text)
+
+
+def test_an_adp_turn_under_a_lock_ends_busy_within_the_busy_timeout(server):
+    """The issue's "no hang past the configured busy timeout" for the dialogue itself: the turn's
+    writes give up with the rest of the server (0.3 s here), and the stream ends with ADP's
+    busy error. The 10 s guard is a hang bound (30x the timeout), not a timing measure."""
+    app = server.create_app("sse-locked")
+    body = {"bot_app_key": app["app_key"], "visitor_biz_id": "v", "session_id": "s-locked", "content": "hello"}
+    lines: list[str] = []
+    with write_locked(server):
+        with httpx.stream("POST", f"{server.url}/v1/qbot/chat/sse", json=body, timeout=30) as response:
+            deadline = time.monotonic() + 10
+            for line in response.iter_lines():
+                lines.append(line)
+                if time.monotonic() > deadline:
+                    break
+    errors = [json.loads(line[5:]) for line in lines if line.startswith("data:") and '"type":"error"' in line]
+    assert errors and errors[-1]["error"]["code"] == 460011, lines[-3:]
+    no_leak("\n".join(lines))
+
+
+def test_an_im_robot_answer_cut_by_a_lock_ends_instead_of_streaming_forever(server, scripted_model):
+    """A lock that outlasts the busy timeout while the robot's answer streams: the answer
+    message must still end (as an error message, src 23, or finished), never stay a stream
+    that TUIKit shows loading for ever."""
+    scripted_model.script("a long locked story", content=[f"part{n} " for n in range(40)], delay=0.1)
+    server.create_app("im-locked")
+    sig = TLSSigAPIv2(IM_APP, IM_KEY)
+    admin = {"sdkappid": IM_APP, "identifier": "administrator", "usersig": sig.gen_sig("administrator"),
+             "random": 1, "contenttype": "json"}
+    httpx.post(f"{server.url}/v4/im_open_login_svc/account_import", params=admin, json={"UserID": "dora"}, timeout=30)
+    httpx.post(f"{server.url}/v4/openim_robot_http_svc/create_robot", params=admin, json={"UserID": IM_ROBOT}, timeout=30)
+    as_dora = {"sdkappid": IM_APP, "identifier": "dora", "usersig": sig.gen_sig("dora")}
+    sent = httpx.post(f"{server.url}/im/v1/sendmsg", params=as_dora, timeout=30, json={
+        "To_Account": IM_ROBOT, "MsgRandom": 41, "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "a long locked story"}}]})
+    assert sent.json()["ErrorCode"] == 0, sent.text
+
+    def answer() -> dict | None:
+        roam = httpx.post(f"{server.url}/v4/openim/admin_getroammsg", params=admin, timeout=30, json={
+            "Operator_Account": "dora", "Peer_Account": IM_ROBOT, "MaxCnt": 10, "MinTime": 0, "MaxTime": 2**32 - 1}).json()
+        mine = [m for m in roam["MsgList"] if m["From_Account"] == IM_ROBOT]
+        return json.loads(mine[-1]["MsgBody"][0]["MsgContent"]["Data"]) if mine else None
+
+    deadline = time.monotonic() + 20  # a hang guard, not a timing measure
+    while not (answer() or {}).get("chunks") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with write_locked(server):
+        time.sleep(BUSY_TIMEOUT * 5)  # the answer goes on arriving while nothing can be stored
+    while not (answer() or {}).get("isFinished") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (answer() or {}).get("isFinished") == 1, answer()

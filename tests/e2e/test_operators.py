@@ -171,3 +171,30 @@ def test_cloudbase_answers_ids_and_ratings_past_64_bits_in_its_own_terms(server,
     assert feedback.status_code == 404 and feedback.json()["code"] == "RESOURCE_NOT_FOUND"
     listed = httpx.get(url, params={"minRating": "9" * 20}, headers=headers, timeout=30)
     assert listed.status_code == 400 and listed.json()["code"] == "AGENT_INVALID_PARAM"
+
+
+# -- digits that are not ASCII digits -------------------------------------------------------------
+# str.isdigit() takes "²" (which int() refuses) and "１２３" (which int() reads as 123); an id or a
+# number check must take ASCII digits only.
+
+def test_save_doc_refuses_a_size_that_is_not_ascii_digits(client, known, size="²"):
+    with pytest.raises(TencentCloudSDKException) as info:
+        client.call_json("SaveDoc", {"BotBizId": known["{bot}"], "FileName": "a.md", "FileType": "md",
+                                     "CosUrl": "/public/x/a.md", "Size": size})
+    assert info.value.code == "InvalidParameterValue", (info.value.code, info.value.message)
+
+
+def test_the_admin_api_refuses_label_ids_that_are_not_ascii_digits(server, known, label_id="²"):
+    response = server.admin("PATCH", f"/admin/apps/ids-bot/kb/attribute-labels/{known['{attr}']}",
+                            json={"delete_label_ids": [label_id]})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_label"
+
+
+@pytest.mark.parametrize("sdkappid", ["²", "１４０００００００９"])
+def test_im_refuses_an_sdkappid_that_is_not_ascii_digits(server, sdkappid):
+    query = {"sdkappid": sdkappid, "identifier": "administrator", "usersig": "x", "random": 1, "contenttype": "json"}
+    rest = httpx.post(f"{server.url}/v4/openim/sendmsg", params=query, json={}, timeout=30).json()
+    subscribe = httpx.get(f"{server.url}/im/v1/subscribe", params=query, timeout=30).json()
+    for answer in (rest, subscribe):
+        assert answer["ActionStatus"] == "FAIL" and answer["ErrorCode"] == 60006, answer  # not a valid SDKAppID

@@ -217,7 +217,7 @@ async def rate_msg_record(params: Params, services: Services) -> dict[str, Any]:
     feedback = params.string("FeedbackContent", max_len=1000)
     app_id, _ = await _app_by_key(services, app_key, published=False)
     try:
-        await services.engine.rate_record(app_id, record_id, score, reasons, feedback)  # type: ignore[arg-type]
+        await services.engine.rate_record(app_id, record_id, score, reasons, feedback, face=Face.ADP)  # type: ignore[arg-type]
     except RecordNotFound:
         raise CloudApiError("ResourceNotFound", "No such record in this application.") from None
     except RatingRefused as exc:

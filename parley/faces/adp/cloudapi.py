@@ -80,15 +80,21 @@ def bind_signature(
     request: Request, auth: tc3.Authorization, action: str, version: str, body: bytes, services: Services
 ) -> None:
     """Refuses a call that changes something on a signature already used for another call
-    over another connection (see parley.bus.signatures).
+    over another connection (see parley.bus.signatures). With the body unsigned
+    (`X-TC-Content-SHA256: UNSIGNED-PAYLOAD`) reads are bound alike: the signature covers no
+    parameter, and a replayed read could name any conversation.
 
     A signature stays acceptable while its timestamp is within `signature_max_age` of the
     clock, on either side: twice that covers its whole life.
     """
     call = hashlib.sha256(b"\0".join([action.encode(), version.encode(), hashlib.sha256(body).digest()])).digest()
     keep_for = 2 * services.settings.cloud_api.signature_max_age
-    origin = f"{request.client.host}:{request.client.port}" if request.client else None
-    if not services.signatures.claim(auth.signature, call, keep_for, exclusive=changes_state(action), origin=origin):
+    # Port 0: the client's address came from a proxy's X-Forwarded-For (uvicorn trusts one on
+    # loopback), which names a host, not a connection: every connection from it would match.
+    origin = f"{request.client.host}:{request.client.port}" if request.client and request.client.port else None
+    unsigned = request.headers.get("x-tc-content-sha256") == tc3.UNSIGNED_PAYLOAD
+    exclusive = unsigned or changes_state(action)
+    if not services.signatures.claim(auth.signature, call, keep_for, exclusive=exclusive, origin=origin):
         raise CloudApiError(
             "AuthFailure.SignatureFailure",
             f"This signature was already used for another call; {action} needs a signature of its own "

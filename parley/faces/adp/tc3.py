@@ -125,9 +125,10 @@ def verify(
     """
     auth = parse_authorization(headers.get("authorization", ""))
     timestamp = headers.get("x-tc-timestamp", "")
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+    if not (timestamp.isascii() and timestamp.isdigit()):
         raise SignatureError("MissingParameter", "The request is missing a valid X-TC-Timestamp header.")
-    if abs(now - int(timestamp)) > max_age:
+    # Past 12 digits (the year 33658) no clock is near: said before int() or a float meets it.
+    if len(timestamp) > 12 or abs(now - int(timestamp)) > max_age:
         raise SignatureError(
             "AuthFailure.SignatureExpire",
             f"Signature expired. Timestamp and server time cannot differ by more than {int(max_age)} seconds.",

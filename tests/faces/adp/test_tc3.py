@@ -126,3 +126,18 @@ def test_a_post_has_an_empty_canonical_query_string():
     auth = tc3.verify(method="POST", path="/", query="Action=ignored", headers=headers, body=body, secrets=SECRETS,
                       now=time.time(), max_age=300)
     assert auth.secret_id == "AKIDone"
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "code"),
+    [
+        ("²", "MissingParameter"),  # a digit to str.isdigit, not to int()
+        ("9" * 400, "AuthFailure.SignatureExpire"),  # too large to subtract from a float clock
+        ("9" * 5000, "AuthFailure.SignatureExpire"),  # past the digits int() reads
+        ("0" * 5000 + "1", "AuthFailure.SignatureExpire"),
+    ],
+    ids=["superscript", "400 digits", "5000 digits", "5000 zeros"],
+)
+def test_a_timestamp_no_clock_can_have_is_refused_in_tencents_terms(timestamp, code):
+    headers, body = sdk_request({"Type": 5})
+    assert code_of({**headers, "x-tc-timestamp": timestamp}, body) == code
