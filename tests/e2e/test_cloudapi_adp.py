@@ -25,7 +25,7 @@ from tencentcloud.lkeap.v20240522 import lkeap_client
 from tencentcloud.lkeap.v20240522 import models as lkeap_models
 
 from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
-from tests.support.sse import post_chat
+from tests.support.sse import post_v2_chat
 
 SECRET_ID = "AKIDadptest"
 SECRET_KEY = "adp-test-secret-key"
@@ -168,12 +168,15 @@ def test_agent_then_conversation_then_a_turn_whose_records_lke_reads_and_rates(s
     assert UUID.match(conversation_id)
     assert adp_call(adp, "CreateConversation", {"Type": 1, "AppId": app["id"]})["ConversationId"] != conversation_id
 
-    stream = post_chat(server.url, {"bot_app_key": app["app_key"], "visitor_biz_id": "v-adp",
-                                    "session_id": conversation_id, "content": "hello from a UUID"})
-    assert stream.answer_replies[-1]["is_final"]
+    # As adp-chat-client v0.6.0 sends it in Private mode: a v2 body on the v1 path.
+    stream = post_v2_chat(server.url, {"ConversationId": conversation_id, "AppKey": app["app_key"], "VisitorId": "v-adp",
+                                       "Contents": [{"Type": "text", "Text": "hello from a UUID"}]}, path="/v1/qbot/chat/sse")
+    assert stream.names()[-2:] == ["response.completed", "[DONE]"], stream.names()
+    completed = stream.of("response.completed")[0]["Response"]
     base = {"Type": 5, "Count": 10, "SessionId": conversation_id, "BotAppKey": app["app_key"]}
     question, answer = call(lke, lke_models, "GetMsgRecord", base)["Records"]
     assert question["Content"] == "hello from a UUID" and answer["Content"] == "Echo: hello from a UUID"
+    assert answer["RecordId"] == completed["RecordId"]
     call(lke, lke_models, "RateMsgRecord", {"BotAppKey": app["app_key"], "RecordId": answer["RecordId"], "Score": 1})
     assert call(lke, lke_models, "GetMsgRecord", base)["Records"][1]["Score"] == 1
 
