@@ -1,8 +1,16 @@
-"""Why the engine refused or failed a turn, in terms every face can map to its own codes."""
+"""Why the engine refused or failed a turn, in terms every face can map to its own codes.
+
+`is_busy` (the database stayed locked past the wait allowed) is the store's judgement,
+re-exported here so that faces can tell a busy database from a defect without importing the store.
+"""
 
 from __future__ import annotations
 
 from enum import Enum
+
+from parley.store.database import is_busy
+
+__all__ = ["ErrorKind", "TurnRejected", "is_busy"]
 
 
 class ErrorKind(str, Enum):

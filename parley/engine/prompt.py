@@ -6,6 +6,7 @@ import re
 
 from parley.models.base import ChatMessage
 from parley.store.conversations import RecordRow
+from parley.text import estimate_tokens, fit_text
 
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
 _ANSWERED = ("success", "stopped")
@@ -16,16 +17,6 @@ def render_role(template: str, variables: dict[str, str]) -> str:
     if "{{" not in template:
         return template
     return _VARIABLE.sub(lambda m: variables.get(m.group(1), ""), template)
-
-
-def estimate_tokens(text: str) -> int:
-    """A cheap upper-leaning estimate: CJK characters count one each, other text one per 4 characters.
-
-    Used only to keep the prompt inside the model's context window; token statistics come
-    from the usage the model reports.
-    """
-    wide = sum(1 for ch in text if ord(ch) >= 0x2E80)
-    return wide + (len(text) - wide + 3) // 4 + 1
 
 
 def history_pairs(records: list[RecordRow]) -> list[tuple[str, str]]:
@@ -80,22 +71,6 @@ def build_messages(
         messages.append(ChatMessage("assistant", a))
     messages.append(ChatMessage("user", question))
     return messages
-
-
-def fit_text(text: str, tokens: int) -> str:
-    """`text`, cut at the end to about `tokens` tokens (by the same estimate)."""
-    if tokens <= 0:
-        return ""
-    if estimate_tokens(text) <= tokens:
-        return text
-    low, high = 0, len(text)
-    while low < high:  # the longest prefix that fits
-        middle = (low + high + 1) // 2
-        if estimate_tokens(text[:middle]) <= tokens:
-            low = middle
-        else:
-            high = middle - 1
-    return text[:low]
 
 
 def documents_material(documents: list[tuple[str, str]]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from enum import Enum
 
-from parley.store.database import is_busy
+from parley.engine.errors import is_busy
 
 log = logging.getLogger("parley.faults")
 

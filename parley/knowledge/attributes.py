@@ -15,6 +15,9 @@ the plain one:
 An attribute's key is fixed when it is created: the (deprecated) AttrKey if given, else
 its name when that is a valid attribute key, else `attr_<id>`. Applications bind
 custom_variables keys to that key, as they do for plain labels.
+
+The entities themselves (AttributeEntity, LabelEntity, LabelInput) are what the store reads
+and writes (parley.store.knowledge_labels); they are re-exported here for the faces.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from parley.knowledge.labels import Scope, ScopeError, check_attribute, check_value
+from parley.store.knowledge_labels import AttributeEntity, LabelEntity, LabelInput
+
+__all__ = [
+    "MAX_ATTRIBUTE_NAME", "MAX_LABELS", "MAX_SIMILAR",
+    "AttributeEntity", "LabelEntity", "LabelError", "LabelInput", "LabelNotFound", "LabelRef",
+    "attribute_key", "check_attribute_name", "check_label_input", "check_label_set", "expand_scope",
+    "resolve_refs", "synonyms",
+]
 
 MAX_ATTRIBUTE_NAME = 128
 MAX_LABELS = 1000
@@ -35,36 +46,6 @@ class LabelError(ValueError):
 
 class LabelNotFound(LabelError):
     """The attribute named by id does not exist in this application."""
-
-
-@dataclass(frozen=True, slots=True)
-class LabelEntity:
-    id: int
-    name: str
-    similar: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class AttributeEntity:
-    id: int
-    app_id: int
-    key: str
-    name: str
-    labels: tuple[LabelEntity, ...] = ()
-    created_at: int = 0
-    updated_at: int = 0
-
-    def label(self, label_id: int) -> LabelEntity | None:
-        return next((label for label in self.labels if label.id == label_id), None)
-
-
-@dataclass(frozen=True, slots=True)
-class LabelInput:
-    """A label to create (`id` None) or to change (rename, new similar labels)."""
-
-    name: str
-    similar: tuple[str, ...] = ()
-    id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,19 +7,23 @@ with `|`) scope retrieval, and so does the legacy `visitor_labels` list. An item
 when it applies to everyone, or when its labels hold one of the requested values for every
 scoped attribute (condition "and", the default) or for any of them (condition "or").
 A request that scopes nothing sees the whole knowledge base.
+
+`Scope` and the `attr_range` values are the store's (parley.store.knowledge_scope: its
+queries filter by them); they are re-exported here with the parsing that makes them.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ATTR_ALL = 1
-"""The item applies to every visitor."""
-ATTR_LABELS = 2
-"""The item applies to visitors whose scope matches its labels."""
+from parley.store.knowledge_scope import ATTR_ALL, ATTR_LABELS, EVERYTHING, Scope
+
+__all__ = [
+    "ATTR_ALL", "ATTR_LABELS", "EVERYTHING", "MAX_VALUE_LENGTH", "Scope", "ScopeError",
+    "check_attribute", "check_value", "parse_label_options", "parse_labels", "parse_scope",
+]
 
 _ATTRIBUTE = re.compile(r"^[\w.\-]{1,64}$")
 MAX_VALUE_LENGTH = 128
@@ -27,28 +31,6 @@ MAX_VALUE_LENGTH = 128
 
 class ScopeError(ValueError):
     """Malformed labels or scope (ADP 460024, invalid label)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Requested values per attribute. Empty means no restriction."""
-
-    filters: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    condition: Literal["and", "or"] = "and"
-
-    @property
-    def restricted(self) -> bool:
-        return bool(self.filters)
-
-    def admits(self, attr_range: int, labels: Mapping[str, set[str] | frozenset[str]]) -> bool:
-        """Whether an item with these labels is in scope (the in-memory twin of the SQL filter)."""
-        if not self.restricted or attr_range == ATTR_ALL:
-            return True
-        hits = [bool(labels.get(attr, set()) & values) for attr, values in self.filters.items()]
-        return all(hits) if self.condition == "and" else any(hits)
-
-
-EVERYTHING = Scope()
 
 
 def _values(raw: str) -> frozenset[str]:

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.caching import RefreshingCache
 from parley.config import KnowledgeServerSettings
-from parley.engine.prompt import estimate_tokens
 from parley.ids import new_id, parse_id
 from parley.knowledge.attributes import (
     AttributeEntity,
@@ -53,6 +52,7 @@ from parley.knowledge.vectors import AppVectorIndexes
 from parley.models.embedders import Embedder, build_embedder
 from parley.store.knowledge import DocumentRow, KnowledgeRepository, QARow, SegmentRow
 from parley.store.knowledge_labels import AttributeRepository
+from parley.text import estimate_tokens
 
 QA_TYPE, SEGMENT_TYPE = 1, 2
 CANDIDATES = 40

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.ids import new_id
-from parley.knowledge.labels import ATTR_ALL, ATTR_LABELS, Scope
+from parley.store.knowledge_scope import ATTR_ALL, ATTR_LABELS, Scope
 from parley.store.knowledge_tables import (
     FTS_TABLE,
     FTS_VOCAB_TABLE,

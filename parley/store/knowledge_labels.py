@@ -1,19 +1,50 @@
 """Durable attribute labels (parley.knowledge.attributes): attributes, their labels, and
-renaming a label on the items that carry it."""
+renaming a label on the items that carry it. The entities are defined here, with the
+repository that reads and writes them; the knowledge domain re-exports them."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.ids import new_id
-from parley.knowledge.attributes import AttributeEntity, LabelEntity, LabelInput
 from parley.store.knowledge_labels_tables import kb_attribute_labels, kb_attributes
 from parley.store.knowledge_tables import kb_labels
+
+
+@dataclass(frozen=True, slots=True)
+class LabelEntity:
+    id: int
+    name: str
+    similar: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeEntity:
+    id: int
+    app_id: int
+    key: str
+    name: str
+    labels: tuple[LabelEntity, ...] = ()
+    created_at: int = 0
+    updated_at: int = 0
+
+    def label(self, label_id: int) -> LabelEntity | None:
+        return next((label for label in self.labels if label.id == label_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelInput:
+    """A label to create (`id` None) or to change (rename, new similar labels)."""
+
+    name: str
+    similar: tuple[str, ...] = ()
+    id: int | None = None
 
 
 def _now_ms() -> int:

@@ -1,5 +1,6 @@
-from parley.engine.prompt import build_messages, estimate_tokens, history_pairs, render_role
+from parley.engine.prompt import build_messages, history_pairs, render_role
 from parley.store.conversations import RecordRow
+from parley.text import estimate_tokens
 
 
 def record(id, is_from_self, content, related=None, status="success"):

@@ -157,7 +157,7 @@ async def test_the_token_budget_limits_the_context(kb):
     tight = SETTINGS.model_copy(update={"token_budget": 50, "top_k": 5, "relative_margin": 1.0})
     resolution = await kb.resolve(APP, "How do I reset my password?", settings=tight)
     assert len(resolution.passages) >= 1
-    from parley.engine.prompt import estimate_tokens
+    from parley.text import estimate_tokens
 
     assert sum(estimate_tokens(p.text) for p in resolution.passages) <= 50
 

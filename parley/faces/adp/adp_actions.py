@@ -18,8 +18,8 @@ from typing import Any
 from parley.engine.apps import App, AppConfig
 from parley.faces.adp.cloud_actions import Action, grant_upload
 from parley.faces.adp.cloud_params import CloudApiError, Params, invalid_value
+from parley.knowledge.realtime_docs import ObjectError, clean_key
 from parley.services import Services
-from parley.store.objects import ObjectError, clean_key
 
 SERVICE = "adp"
 VERSION = "2026-05-20"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from parley.engine.engine import RecordRow
 from parley.engine.events import PROCEDURE_TITLES
 from parley.engine.ratings import can_rate
-from parley.store.conversations import RecordRow
 
 ACCESS_TYPE_API = 5
 """`Type` of a record: the access type it came through (5: API visitor)."""

@@ -22,8 +22,8 @@ from starlette.types import Scope
 
 from parley.faces.adp.aws_chunked import AwsChunkedDecoder, ChunkedBodyError
 from parley.faces.bodies import BodyLimit
+from parley.knowledge.realtime_docs import ObjectError, clean_key
 from parley.services import Services
-from parley.store.objects import ObjectError, clean_key
 
 S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 _STATUS = {"AccessDenied": 403, "NoSuchKey": 404, "NoSuchUpload": 404, "MethodNotAllowed": 405}

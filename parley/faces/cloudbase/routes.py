@@ -28,7 +28,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from parley.channels.cloudbase import Bot, Caller, ChannelError, CloudBaseChannel
+from parley.channels.cloudbase import (
+    Bot,
+    Caller,
+    ChannelError,
+    CloudBaseChannel,
+    ConversationRow,
+    FeedbackQuery,
+    FeedbackRow,
+)
+from parley.engine.engine import RecordRow
 from parley.engine.errors import TurnRejected
 from parley.faces.bodies import BodyLimit
 from parley.faces.cloudbase import request as read
@@ -48,8 +57,6 @@ from parley.faces.cloudbase.stream import event_stream
 from parley.faces.faults import fault_of
 from parley.ids import new_id
 from parley.services import Services
-from parley.store.cloudbase import ConversationRow, FeedbackQuery, FeedbackRow
-from parley.store.conversations import RecordRow
 
 log = logging.getLogger(__name__)
 

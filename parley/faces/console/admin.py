@@ -19,12 +19,12 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from parley.engine.apps import App, AppConflict, AppError
+from parley.engine.engine import RecordRow
 from parley.engine.faces import Face
 from parley.faces.faults import BUSY_MESSAGE, INTERNAL_MESSAGE, RETRY_AFTER_SECONDS, Fault, fault_of
 from parley.ids import parse_id
 from parley.faces.bodies import BodyLimit
 from parley.services import Services
-from parley.store.conversations import RecordRow
 
 Handler = Callable[[Request, Services], Awaitable[Response]]
 

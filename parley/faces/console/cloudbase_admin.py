@@ -12,11 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from parley.channels.cloudbase import Bot, KeyKind, OperatorError
+from parley.channels.cloudbase import Bot, KeyKind, KeyRow, OperatorError
 from parley.faces.console.admin import error_response, guarded, json_body, json_response
 from parley.ids import parse_id
 from parley.services import Services
-from parley.store.cloudbase import KeyRow
 
 BOT_FIELDS = {
     "botId": "bot_id",

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from parley.config import IMAppSettings
-from parley.store.messaging import MessageRow
+from parley.messaging.service import MessageRow
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,7 @@ from parley.faces.im import fields
 from parley.faces.im.context import IMContext
 from parley.faces.im.errors import LOGIN, OPENIM, ROBOT, Family, IMError
 from parley.messaging.errors import MessagingError, Problem
-from parley.messaging.service import Outgoing
-from parley.store.messaging import MessageRow
+from parley.messaging.service import MessageRow, Outgoing
 
 MAX_PROFILE_BYTES = 500
 PROFILE_TOO_LONG = 40601
