@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import Postgres
 from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
 
 
@@ -21,6 +22,22 @@ def parley(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFacto
     server = start_parley(tmp_path_factory.mktemp("parley"), default_config(scripted_model))
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """The run's own PostgreSQL server (with pgvector), started on first use."""
+    server = Postgres()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each engine Parley supports: SQLite in a file, or PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'parley.db'}"
+    return request.getfixturevalue("postgres").new_database()
 
 
 @pytest.fixture
