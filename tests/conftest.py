@@ -32,6 +32,15 @@ def postgres() -> Iterator[Postgres]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def parley_on_postgres(scripted_model: ScriptedModel, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    """The same Parley as `parley`, on an empty PostgreSQL database (which it migrates on start)."""
+    server = start_parley(tmp_path_factory.mktemp("parley-pg"), default_config(scripted_model),
+                          ["--no-demo", "--database-url", postgres.new_database()])
+    yield server
+    server.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database on each engine Parley supports: SQLite in a file, or PostgreSQL."""
