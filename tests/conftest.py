@@ -17,11 +17,17 @@ def scripted_model() -> Iterator[ScriptedModel]:
 
 
 @pytest.fixture(scope="session")
-def parley(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
-    """One Parley process for the session, configured against the scripted model."""
+def parley_on_sqlite(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    """One Parley process for the session, configured against the scripted model, on SQLite."""
     server = start_parley(tmp_path_factory.mktemp("parley"), default_config(scripted_model))
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def parley(parley_on_sqlite: ParleyServer) -> ParleyServer:
+    """The session's Parley (a module runs on both databases by overriding this with `parley_on_*`)."""
+    return parley_on_sqlite
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +39,7 @@ def postgres() -> Iterator[Postgres]:
 
 
 @pytest.fixture(scope="session")
-def parley_on_postgres(scripted_model: ScriptedModel, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+def parley_on_postgresql(scripted_model: ScriptedModel, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
     """The same Parley as `parley`, on an empty PostgreSQL database (which it migrates on start)."""
     server = start_parley(tmp_path_factory.mktemp("parley-pg"), default_config(scripted_model),
                           ["--no-demo", "--database-url", postgres.new_database()])

@@ -22,9 +22,9 @@ def ask(parley, app, content="hello", **fields):
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def parley(request, parley):
+def parley(request):
     """Every test here runs on both databases: the session's Parley on SQLite, then one on PostgreSQL."""
-    return parley if request.param == "sqlite" else request.getfixturevalue("parley_on_postgres")
+    return request.getfixturevalue(f"parley_on_{request.param}")
 
 
 @pytest.fixture(scope="module")
