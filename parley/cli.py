@@ -35,13 +35,17 @@ def serve(
     config: Optional[Path] = ConfigOpt,
     data_dir: Optional[Path] = DataDirOpt,
     demo: bool = typer.Option(True, help="Create and publish the demo application."),
+    database_url: Optional[str] = typer.Option(
+        None, "--database-url",
+        help="SQLAlchemy URL of the database, e.g. postgresql+asyncpg://user@host/parley (default: SQLite in the data directory).",
+    ),
 ) -> None:
     """Run the server."""
     import uvicorn
 
     from parley.server import build_app
 
-    settings = _settings(config, data_dir, host=host, port=port)
+    settings = _settings(config, data_dir, host=host, port=port, database_url=database_url)
     settings.demo = demo and settings.demo
 
     def on_ready(services: Any, demo_app: Any) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import Postgres
 from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
 
 
@@ -16,11 +17,42 @@ def scripted_model() -> Iterator[ScriptedModel]:
 
 
 @pytest.fixture(scope="session")
-def parley(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
-    """One Parley process for the session, configured against the scripted model."""
+def parley_on_sqlite(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    """One Parley process for the session, configured against the scripted model, on SQLite."""
     server = start_parley(tmp_path_factory.mktemp("parley"), default_config(scripted_model))
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def parley(parley_on_sqlite: ParleyServer) -> ParleyServer:
+    """The session's Parley (a module runs on both databases by overriding this with `parley_on_*`)."""
+    return parley_on_sqlite
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """The run's own PostgreSQL server (with pgvector), started on first use."""
+    server = Postgres()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def parley_on_postgresql(scripted_model: ScriptedModel, postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    """The same Parley as `parley`, on an empty PostgreSQL database (which it migrates on start)."""
+    server = start_parley(tmp_path_factory.mktemp("parley-pg"), default_config(scripted_model),
+                          ["--no-demo", "--database-url", postgres.new_database()])
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each engine Parley supports: SQLite in a file, or PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'parley.db'}"
+    return request.getfixturevalue("postgres").new_database()
 
 
 @pytest.fixture

@@ -21,6 +21,12 @@ def ask(parley, app, content="hello", **fields):
     return post_chat(parley.url, body)
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def parley(request):
+    """Every test here runs on both databases: the session's Parley on SQLite, then one on PostgreSQL."""
+    return request.getfixturevalue(f"parley_on_{request.param}")
+
+
 @pytest.fixture(scope="module")
 def app(parley):
     return parley.create_app("sse-basic", system_role="You are terse.", history_depth=3)

@@ -1,5 +1,5 @@
-"""The conversation store against a real SQLite database: sessions created inside the group
-commit, the session cache and coalesced lookups, the question stored before its answer."""
+"""The conversation store against a real database, SQLite and PostgreSQL: sessions created inside
+the group commit, the session cache and coalesced lookups, the question stored before its answer."""
 
 import asyncio
 import sqlite3
@@ -18,8 +18,8 @@ ADP = Face.ADP
 
 
 @pytest.fixture
-async def store(tmp_path):
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+async def store(database_url):
+    database = Database(database_url)
     await database.migrate()
     app = await AppRepository(database.engine).create("chat", {"name": "chat"})
     yield database, app.id

@@ -85,6 +85,8 @@ class ParleyServer:
     admin_token: str
     log_file: Path
     env: dict[str, str] = field(default_factory=dict)
+    database_url: str | None = None
+    """Given with `--database-url`; None: SQLite in the data directory."""
 
     @property
     def admin_headers(self) -> dict[str, str]:
@@ -160,7 +162,9 @@ def start_parley(tmp: Path, config_text: str, extra_args: list[str] | None = Non
              "--port", str(port), *(extra_args or ["--no-demo"])],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=full_env,
         )
-    server = ParleyServer(process, f"http://127.0.0.1:{port}", data_dir, config_file, token, log_file, full_env)
+    args = extra_args or []
+    database_url = args[args.index("--database-url") + 1] if "--database-url" in args else None
+    server = ParleyServer(process, f"http://127.0.0.1:{port}", data_dir, config_file, token, log_file, full_env, database_url)
     try:
         wait_until_up(f"{server.url}/healthz", process, timeout=120)
     except Exception:
