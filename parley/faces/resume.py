@@ -1,0 +1,74 @@
+"""Event ids on a turn's server-sent events, and resuming a stream from `Last-Event-ID`.
+
+Every event of a turn's stream carries `id:<turn_id>-<n>`, n counting the stream's events
+from 1. A client that lost its connection sends the same request again with the header
+`Last-Event-ID: <turn_id>-<n>` (as fetch-based SSE clients do on retry); the face then starts
+no turn, but replays the turn's events from the bus into a new renderer made for the same
+request and writes only the events after the n-th. The id alone finds the turn and the
+offset, so the server keeps no table of ids; replaying through the renderer rebuilds what
+it batches, throttles or accumulates (whole-text replies), so the resumed events are those
+the first stream would have sent.
+
+Renderers write whole events ending in a blank line, with no blank line inside one (each
+`data:` line is JSON on one line), so the events of a write are found by splitting it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+HEADER = "last-event-id"
+_ID = re.compile(r"(\d{1,20})-(\d{1,10})")
+
+
+class MalformedEventId(ValueError):
+    """A Last-Event-ID that no stream of this server gave."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    turn_id: int
+    events_sent: int
+
+
+def parse_last_event_id(value: str) -> ResumePoint:
+    match = _ID.fullmatch(value.strip())
+    if match is None:
+        raise MalformedEventId(f"Last-Event-ID {value[:64]!r} is not an event id of this server (<turn id>-<event number>)")
+    return ResumePoint(int(match[1]), int(match[2]))
+
+
+def last_event_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The Last-Event-ID header of an ASGI scope's raw headers, if any."""
+    for name, value in headers:
+        if name == b"last-event-id":
+            return value.decode("latin-1")
+    return None
+
+
+class EventNumbering:
+    """Puts `id:<turn_id>-<n>` on each event of a turn's writes, dropping the first `skip` events."""
+
+    __slots__ = ("_prefix", "_count", "_skip")
+
+    def __init__(self, turn_id: int, skip: int = 0) -> None:
+        self._prefix = b"id:%d-" % turn_id
+        self._count = 0
+        self._skip = skip
+
+    def __call__(self, data: bytes) -> bytes:
+        if not data:
+            return data
+        parts: list[bytes] = []
+        start, size = 0, len(data)
+        while start < size:
+            stop = data.find(b"\n\n", start) + 2  # each event ends with a blank line
+            self._count += 1
+            if self._count > self._skip:
+                if start == 0 and stop == size:
+                    return b"%s%d\n" % (self._prefix, self._count) + data  # one event: the usual write
+                parts.append(b"%s%d\n" % (self._prefix, self._count))
+                parts.append(data[start:stop])
+            start = stop
+        return b"".join(parts)
