@@ -23,3 +23,9 @@ def test_an_id_names_the_turn_and_the_events_sent():
     assert parse_last_event_id(" 400626033451556864-17 ") == ResumePoint(400626033451556864, 17)
     assert last_event_id([(b"accept", b"text/event-stream"), (b"last-event-id", b"7-3")]) == "7-3"
     assert last_event_id([]) is None
+
+
+def test_writes_of_one_event_each_are_numbered_alike():
+    searched, trusted = EventNumbering(7, skip=1), EventNumbering(7, skip=1, one_event=True)
+    for write in (b"event:a\ndata:{}\n\n", b"event:b\ndata:{}\n\n", b"", b"event:c\ndata:{}\n\n"):
+        assert searched(write) == trusted(write)

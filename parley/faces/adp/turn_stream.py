@@ -27,6 +27,8 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 class TurnRenderer(Protocol):
     finished: bool
+    one_event: bool
+    """Whether each render is at most one SSE event (see resume.EventNumbering)."""
 
     def render(self, event: Any) -> bytes:
         """The bytes due for `event` (b"" when nothing is); `finished` once the last is rendered."""
@@ -101,12 +103,12 @@ async def answer(
                 yield _fault(exc, chat, rejection)
                 return
         renderer = renderer_for(info)
-        numbered = EventNumbering(info.turn_id, resume.events_sent if resume is not None else 0)
+        numbered = EventNumbering(info.turn_id, resume.events_sent if resume is not None else 0, renderer.one_event)
         async for batch in engine.event_batches(info.turn_id, idle=idle):
             if batch is None:
                 yield KEEPALIVE
                 continue
-            data = numbered(b"".join(renderer.render(event) for event in batch))  # one write for what is waiting
+            data = b"".join([numbered(renderer.render(event)) for event in batch])  # one write for what is waiting
             if data:
                 yield data
             if renderer.finished:
