@@ -39,6 +39,14 @@ def parse_last_event_id(value: str) -> ResumePoint:
     return ResumePoint(int(match[1]), int(match[2]))
 
 
+def resume_point(last_event_id: str | None) -> ResumePoint | None:
+    """Where a request resumes: None without a Last-Event-ID (an empty one counts as none, as
+    EventSource never sends it empty); raises MalformedEventId for one this server never gave."""
+    if last_event_id is None or not last_event_id.strip():
+        return None
+    return parse_last_event_id(last_event_id)
+
+
 def last_event_id(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The Last-Event-ID header of an ASGI scope's raw headers, if any."""
     for name, value in headers:
@@ -51,7 +59,7 @@ class EventNumbering:
     """Puts `id:<turn_id>-<n>` on each event of a turn's writes, dropping the first `skip` events.
 
     With `one_event`, each write is at most one event (ADP v1's renderer): the id goes on
-    without looking for the events' ends, which on the hot path costs more than the rendering.
+    without looking for the events' ends, which costs about as much as rendering the packet.
     """
 
     __slots__ = ("_line", "_count", "_skip", "_one_event")
@@ -71,7 +79,8 @@ class EventNumbering:
         parts: list[bytes] = []
         start, size = 0, len(data)
         while start < size:
-            stop = data.find(b"\n\n", start) + 2  # each event ends with a blank line
+            end = data.find(b"\n\n", start)  # each event ends with a blank line
+            stop = size if end < 0 else end + 2
             self._count += 1
             if self._count > self._skip:
                 if start == 0 and stop == size:

@@ -1,6 +1,13 @@
 import pytest
 
-from parley.faces.resume import EventNumbering, MalformedEventId, ResumePoint, last_event_id, parse_last_event_id
+from parley.faces.resume import (
+    EventNumbering,
+    MalformedEventId,
+    ResumePoint,
+    last_event_id,
+    parse_last_event_id,
+    resume_point,
+)
 
 
 def test_each_event_of_a_write_gets_the_next_id_and_resuming_drops_those_sent():
@@ -29,3 +36,14 @@ def test_writes_of_one_event_each_are_numbered_alike():
     searched, trusted = EventNumbering(7, skip=1), EventNumbering(7, skip=1, one_event=True)
     for write in (b"event:a\ndata:{}\n\n", b"event:b\ndata:{}\n\n", b"", b"event:c\ndata:{}\n\n"):
         assert searched(write) == trusted(write)
+
+
+def test_no_or_an_empty_last_event_id_starts_a_turn():
+    assert resume_point(None) is None and resume_point("") is None and resume_point("  ") is None
+    assert resume_point("5-6") == ResumePoint(5, 6)
+    with pytest.raises(MalformedEventId):
+        resume_point("5")
+
+
+def test_a_write_without_its_blank_line_is_one_event_still():
+    assert EventNumbering(3)(b"event:a\ndata:{}\n\nevent:b\ndata:{}") == b"id:3-1\nevent:a\ndata:{}\n\nid:3-2\nevent:b\ndata:{}"

@@ -18,7 +18,7 @@ from parley.faces.adp.errors import code_and_message, fault_code_and_message
 from parley.faces.adp.render import KEEPALIVE
 from parley.faces.adp.request import ChatRequest
 from parley.faces.faults import fault_of
-from parley.faces.resume import EventNumbering, MalformedEventId, ResumePoint, parse_last_event_id
+from parley.faces.resume import EventNumbering, MalformedEventId, resume_point
 from parley.faces.streaming import EventStreamResponse
 from parley.services import Services
 
@@ -59,13 +59,11 @@ async def answer(
     """
     engine = services.engine
     idle = services.settings.keepalive_interval
-    resume: ResumePoint | None = None
-    if last_event_id is not None:
-        try:
-            resume = parse_last_event_id(last_event_id)
-        except MalformedEventId as exc:
-            yield rejection(*code_and_message("bad_request", str(exc)), chat.turn.request_id)
-            return
+    try:
+        resume = resume_point(last_event_id)
+    except MalformedEventId as exc:
+        yield rejection(*code_and_message("bad_request", str(exc)), chat.turn.request_id)
+        return
     try:
         app_id = await engine.open_stream(chat.turn.app_key)
     except TurnRejected as exc:

@@ -48,7 +48,7 @@ from parley.faces.cloudbase.errors import (
 from parley.faces.cloudbase.render import DONE, ChunkRenderer
 from parley.faces.cloudbase.stream import event_stream
 from parley.faces.faults import fault_of
-from parley.faces.resume import EventNumbering, ResumePoint
+from parley.faces.resume import EventNumbering
 from parley.ids import new_id
 from parley.services import Services
 from parley.store.cloudbase import ConversationRow, FeedbackQuery, FeedbackRow
@@ -163,13 +163,10 @@ async def get_bot(call: Call) -> Response:
 
 async def send_message(call: Call) -> Response:
     """Starts a turn and streams it; with a Last-Event-ID, the rest of that turn's stream."""
-    resume_at: ResumePoint | None = None
-    last_event_id = call.request.headers.get(resume.HEADER)
-    if last_event_id is not None:
-        try:
-            resume_at = resume.parse_last_event_id(last_event_id)
-        except resume.MalformedEventId as exc:
-            raise FaceError(INVALID_PARAM, str(exc)) from None
+    try:
+        resume_at = resume.resume_point(call.request.headers.get(resume.HEADER))
+    except resume.MalformedEventId as exc:
+        raise FaceError(INVALID_PARAM, str(exc)) from None
     body = await call.body()
     message = read.string(body, "msg", 100_000, required=True)
     if not message.strip():
