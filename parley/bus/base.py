@@ -11,8 +11,10 @@ class UnknownTurn(KeyError):
 
 
 class Bus(Protocol):
-    def open(self, turn_id: int) -> None:
-        """Creates the turn's stream; events published before a subscriber arrives are kept."""
+    def open(self, turn_id: int, header: Any = None) -> None:
+        """Creates the turn's stream; events published before a subscriber arrives are kept.
+
+        `header` is kept with the stream: what a resuming subscriber needs to know of the turn."""
 
     def publish(self, turn_id: int, event: Any) -> int:
         """Appends an event; returns its offset."""
@@ -32,5 +34,14 @@ class Bus(Protocol):
     ) -> AsyncIterator[list[Any] | None]:
         """Like subscribe, but yields every event already waiting as one list, so that a face
         under load can write them in one go."""
+
+    def keep(self, turn_id: int) -> None:
+        """Keeps the stream's events as published until it expires: a subscriber left before
+        the end and may resume by offset (see `replay_header`)."""
+
+    def replay_header(self, turn_id: int) -> Any:
+        """The stream's header while its events are kept as published, so that replaying them
+        renders the same events again. Raises UnknownTurn when the stream expired or was
+        compacted after everyone had read it to its end."""
 
     async def aclose(self) -> None: ...

@@ -25,10 +25,13 @@ def _discard(waiters: list[asyncio.Future[None]], waiter: asyncio.Future[None]) 
 
 
 class _Stream:
-    __slots__ = ("events", "ended", "waiters", "subscribers")
+    __slots__ = ("events", "ended", "waiters", "subscribers", "header", "kept", "compacted")
 
-    def __init__(self) -> None:
+    def __init__(self, header: Any) -> None:
         self.events: list[Any] = []
+        self.header = header
+        self.kept = False  # a subscriber left early: no compaction, offsets stay valid
+        self.compacted = False
         self.ended = False
         self.waiters: list[asyncio.Future[None]] = []  # subscribers waiting for the next event
         self.subscribers = 0
@@ -39,7 +42,8 @@ class LocalBus:
 
     A finished stream is kept for `retention` seconds for late subscribers; once nobody is
     reading it, `compact` (if given) shrinks its event list, so that offsets into a finished
-    stream are not kept: a late subscriber reads it from the start.
+    stream are not kept: a late subscriber reads it from the start. A stream that a subscriber
+    left before its end (`keep`) is not compacted, so that the subscriber can resume it.
     """
 
     def __init__(self, retention: float = 120.0, compact: Callable[[list[Any]], list[Any]] | None = None) -> None:
@@ -48,8 +52,8 @@ class LocalBus:
         self._compact = compact
         self._expiry: dict[int, asyncio.TimerHandle] = {}
 
-    def open(self, turn_id: int) -> None:
-        self._streams[turn_id] = _Stream()
+    def open(self, turn_id: int, header: Any = None) -> None:
+        self._streams[turn_id] = _Stream(header)
 
     def publish(self, turn_id: int, event: Any) -> int:
         stream = self._streams[turn_id]
@@ -114,6 +118,17 @@ class LocalBus:
             if stream.ended and stream.subscribers == 0:
                 self._settle(stream)
 
+    def keep(self, turn_id: int) -> None:
+        stream = self._streams.get(turn_id)
+        if stream is not None:
+            stream.kept = True
+
+    def replay_header(self, turn_id: int) -> Any:
+        stream = self._streams.get(turn_id)
+        if stream is None or stream.compacted:
+            raise UnknownTurn(turn_id)
+        return stream.header
+
     def is_open(self, turn_id: int) -> bool:
         return turn_id in self._streams
 
@@ -124,8 +139,9 @@ class LocalBus:
         self._streams.clear()
 
     def _settle(self, stream: _Stream) -> None:
-        if self._compact is not None:
+        if self._compact is not None and not stream.kept and not stream.compacted:
             stream.events = self._compact(stream.events)
+            stream.compacted = True
 
     @staticmethod
     def _wake(stream: _Stream) -> None:

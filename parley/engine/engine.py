@@ -6,9 +6,10 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
-from parley.bus.base import Bus
+from parley.bus.base import Bus, UnknownTurn
 from parley.caching import RefreshingCache
 from parley.engine.apps import AppConfig, ApplicationService
 from parley.engine.errors import ErrorKind, TurnRejected
@@ -31,6 +32,15 @@ RELEASE_CACHE_SECONDS = 1.0
 
 def _reply_method(documents: list[tuple[str, str]]) -> int:
     return ReplyMethod.REALTIME_DOCUMENT if documents else ReplyMethod.LLM
+
+
+@dataclass(slots=True, frozen=True)
+class TurnOwner:
+    """Kept with a turn's stream (the bus header): whose turn it is, for a subscriber that resumes it."""
+
+    info: TurnInfo
+    visitor_id: str
+    face: Face
 
 
 class Engine:
@@ -213,7 +223,7 @@ class Engine:
             streaming_enabled=app.streaming.enabled,
             streaming_throttle=app.streaming.throttle,
         )
-        self.bus.open(answer_id)
+        self.bus.open(answer_id, TurnOwner(info, request.visitor_id, request.face))
         plan = TurnPlan(
             info=info,
             app=app,
@@ -269,6 +279,32 @@ class Engine:
     def event_batches(self, turn_id: int, offset: int = 0, idle: float | None = None) -> AsyncIterator[Any]:
         """The turn's events in lists of those already waiting; None after `idle` seconds of silence."""
         return self.bus.subscribe_batches(turn_id, offset, idle)
+
+    async def resume_turn(self, request: TurnRequest, turn_id: int) -> TurnInfo:
+        """The turn `turn_id`, for a subscriber that lost its stream and asks again with the same
+        request: no new turn starts; the face replays the turn's events and skips what it sent.
+
+        Raises TurnRejected: the application's key is refused as for a new turn; the turn is
+        no longer kept (BAD_REQUEST); it belongs to another application, visitor, session or
+        face (SESSION_FORBIDDEN).
+        """
+        app_row, _, _ = await self._released(request.app_key)
+        try:
+            owner: TurnOwner = self.bus.replay_header(turn_id)
+        except UnknownTurn:
+            raise TurnRejected(
+                ErrorKind.BAD_REQUEST, f"turn {turn_id} can no longer be resumed (unknown, or expired after it ended)"
+            ) from None
+        info = owner.info
+        if (info.app_id, info.session_id, owner.visitor_id, owner.face) != (
+            app_row.id, request.session_id, request.visitor_id, request.face
+        ):
+            raise TurnRejected(ErrorKind.SESSION_FORBIDDEN, f"turn {turn_id} belongs to another visitor or session")
+        return info
+
+    def keep_events(self, turn_id: int) -> None:
+        """Keeps the turn's events replayable: its subscriber left before the end and may resume."""
+        self.bus.keep(turn_id)
 
     def stop_turn(self, turn_id: int) -> bool:
         """Stops a turn in progress; its partial answer is recorded as stopped."""

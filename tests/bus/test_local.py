@@ -115,3 +115,26 @@ async def test_a_stream_ending_with_no_subscriber_is_compacted_at_once():
     bus.end(1)
     assert bus._streams[1].events == ["hello", 42]
     await bus.aclose()
+
+
+async def test_a_stream_a_subscriber_left_early_is_kept_replayable_with_its_header():
+    bus = LocalBus(compact=_merge)
+    bus.open(1, header="whose")
+    bus.open(2, header="other")
+    reader = bus.subscribe_batches(1)
+    bus.publish(1, "a")
+    assert await reader.__anext__() == ["a"]
+    bus.keep(1)  # the subscriber's client went away mid-stream
+    await reader.aclose()
+    for turn in (1, 2):
+        bus.publish(turn, "b")
+        bus.publish(turn, "c")
+        bus.end(turn)
+    assert bus.replay_header(1) == "whose"
+    assert await collect(bus.subscribe(1)) == ["a", "b", "c"]  # offsets still hold for a resume
+    assert bus._streams[1].events == ["a", "b", "c"]
+    with pytest.raises(UnknownTurn):  # compacted: its offsets are gone
+        bus.replay_header(2)
+    with pytest.raises(UnknownTurn):
+        bus.replay_header(3)
+    await bus.aclose()

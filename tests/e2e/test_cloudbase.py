@@ -92,7 +92,9 @@ class Stream:
         self.status = status
         self.headers = headers
         self.text = text
-        self.blocks = [b for b in text.split("\n\n") if b]
+        blocks = [b for b in text.split("\n\n") if b]
+        self.ids = [b.split("\n", 1)[0][3:] for b in blocks if b.startswith("id:")]
+        self.blocks = [b.split("\n", 1)[1] if b.startswith("id:") else b for b in blocks]  # the events without their ids
 
     @property
     def chunks(self) -> list[dict[str, Any]]:
@@ -254,6 +256,8 @@ def test_stream_starts_with_a_heartbeat_beats_while_the_model_is_silent_and_ends
     assert stream.blocks[-1] == "data: [DONE]"
     assert stream.text.endswith("data: [DONE]\n\n")
     assert all(b == HEARTBEAT or b.startswith("data: ") for b in stream.blocks)
+    turn = stream.ids[0].split("-")[0]
+    assert stream.ids == [f"{turn}-{n}" for n in range(1, len(stream.blocks) - stream.blocks.count(HEARTBEAT) + 1)]
 
     chunks = stream.chunks
     assert stream.content == "Finally here."

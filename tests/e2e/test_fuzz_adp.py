@@ -99,6 +99,8 @@ def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
         lines = [line for line in block.split("\n") if line and not line.startswith(":")]
         if not lines:
             continue
+        if lines[0].startswith("id:"):  # a turn's events carry their id first (a refusal none)
+            lines = lines[1:]
         assert len(lines) == 2 and lines[0].startswith("event:") and lines[1].startswith("data:"), block
         name, data = lines[0][6:], json.loads(lines[1][5:])
         assert data["type"] == name, block

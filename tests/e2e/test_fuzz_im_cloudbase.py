@@ -151,6 +151,7 @@ def assert_cloudbase_answer(response: httpx.Response, sent: str) -> None:
         assert error["requestId"] == response.headers["x-request-id"]
     elif media.startswith("text/event-stream"):
         blocks = [b for b in response.text.split("\n\n") if b and not b.startswith(":")]
+        blocks = [b.split("\n", 1)[1] if b.startswith("id:") else b for b in blocks]  # send-message's ids
         assert blocks and blocks[-1] == "data: [DONE]", response.text
         for block in blocks[:-1]:
             assert block.startswith("data: ") and isinstance(json.loads(block[6:]), dict), block

@@ -45,6 +45,8 @@ def error_frame(code: int, message: str, request_id: str = "") -> bytes:
 class AdpRenderer:
     """Renders one turn's events for one subscriber. `render` returns b"" when nothing is due."""
 
+    one_event = True  # each render is at most one event: its id is put on without searching the bytes
+
     def __init__(self, info: TurnInfo, *, incremental: bool, throttle: int, stream: bool) -> None:
         self.info = info
         self.incremental = incremental

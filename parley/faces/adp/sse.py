@@ -17,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from parley.engine.turn import TurnInfo
+from parley.faces import resume
 from parley.faces.adp import v2_sse
 from parley.faces.adp.errors import code_and_message
 from parley.faces.adp.render import AdpRenderer, error_frame
@@ -31,17 +32,18 @@ PATH = "/v1/qbot/chat/sse"
 
 
 async def chat_sse(request: Request) -> EventStreamResponse:
-    return respond(request.app.state.services, await request.body())
+    return respond(request.app.state.services, await request.body(), request.headers.get(resume.HEADER))
 
 
 async def chat_sse_asgi(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
     """The endpoint as a plain ASGI callable, for the server's hot path (see server.HotPaths)."""
     body = await read_body(receive)
     if body is not None:
-        await respond(services, body)(scope, receive, send)
+        await respond(services, body, resume.last_event_id(scope["headers"]))(scope, receive, send)
 
 
-def respond(services: Services, body: bytes) -> EventStreamResponse:
+def respond(services: Services, body: bytes, last_event_id: str | None = None) -> EventStreamResponse:
+    """The answer to a body; with `last_event_id`, the rest of that turn's stream (resume.py)."""
     try:
         data = parse_body(body)
     except BadRequest as exc:
@@ -49,12 +51,12 @@ def respond(services: Services, body: bytes) -> EventStreamResponse:
             return v2_sse.refuse(str(exc), "")
         return _refuse(str(exc), "")
     if looks_like_v2(data):
-        return v2_sse.respond_data(services, data)
+        return v2_sse.respond_data(services, data, last_event_id)
     try:
         chat = validate_chat(data)
     except BadRequest as exc:
         return _refuse(str(exc), _request_id_of(data))
-    return event_stream(answer(services, chat, renderer_for(chat), error_frame))
+    return event_stream(answer(services, chat, renderer_for(chat), error_frame, last_event_id))
 
 
 def renderer_for(chat: ChatRequest) -> Callable[[TurnInfo], AdpRenderer]:

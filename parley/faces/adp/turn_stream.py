@@ -18,6 +18,7 @@ from parley.faces.adp.errors import code_and_message, fault_code_and_message
 from parley.faces.adp.render import KEEPALIVE
 from parley.faces.adp.request import ChatRequest
 from parley.faces.faults import fault_of
+from parley.faces.resume import EventNumbering, MalformedEventId, resume_point
 from parley.faces.streaming import EventStreamResponse
 from parley.services import Services
 
@@ -26,6 +27,8 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 class TurnRenderer(Protocol):
     finished: bool
+    one_event: bool
+    """Whether each render is at most one SSE event (see resume.EventNumbering)."""
 
     def render(self, event: Any) -> bytes:
         """The bytes due for `event` (b"" when nothing is); `finished` once the last is rendered."""
@@ -41,15 +44,26 @@ def wants_stream(chat: ChatRequest, info: TurnInfo) -> bool:
 
 
 async def answer(
-    services: Services, chat: ChatRequest, renderer_for: Callable[[TurnInfo], TurnRenderer], rejection: Rejection
+    services: Services,
+    chat: ChatRequest,
+    renderer_for: Callable[[TurnInfo], TurnRenderer],
+    rejection: Rejection,
+    last_event_id: str | None = None,
 ) -> AsyncIterator[bytes]:
     """Starts the turn and renders its events until the last (the final answer, or an error).
 
     The stream counts against the application's open-stream limit until it ends; while the
-    turn waits in line for a slot, keep-alives flow.
+    turn waits in line for a slot, keep-alives flow. Each event carries an id; with
+    `last_event_id` (the client's Last-Event-ID) the stream resumes that turn after that
+    event instead of starting one (see faces/resume.py).
     """
     engine = services.engine
     idle = services.settings.keepalive_interval
+    try:
+        resume = resume_point(last_event_id)
+    except MalformedEventId as exc:
+        yield rejection(*code_and_message("bad_request", str(exc)), chat.turn.request_id)
+        return
     try:
         app_id = await engine.open_stream(chat.turn.app_key)
     except TurnRejected as exc:
@@ -58,33 +72,48 @@ async def answer(
     except Exception as exc:  # the store failed (a busy database): an error event, never a broken stream
         yield _fault(exc, chat, rejection)
         return
+    info: TurnInfo | None = None
+    renderer: TurnRenderer | None = None
     try:
-        starting = asyncio.ensure_future(engine.start_turn(chat.turn))
-        try:
-            while not (await asyncio.wait({starting}, timeout=idle))[0]:
-                yield KEEPALIVE
-        finally:
-            if not starting.done():
-                starting.cancel()  # the client left while the turn waited for a slot
-        try:
-            info = starting.result()
-        except TurnRejected as exc:
-            yield _rejected(exc, chat, rejection)
-            return
-        except Exception as exc:
-            yield _fault(exc, chat, rejection)
-            return
+        if resume is not None:
+            try:
+                info = await engine.resume_turn(chat.turn, resume.turn_id)
+            except TurnRejected as exc:
+                yield _rejected(exc, chat, rejection)
+                return
+            except Exception as exc:
+                yield _fault(exc, chat, rejection)
+                return
+        else:
+            starting = asyncio.ensure_future(engine.start_turn(chat.turn))
+            try:
+                while not (await asyncio.wait({starting}, timeout=idle))[0]:
+                    yield KEEPALIVE
+            finally:
+                if not starting.done():
+                    starting.cancel()  # the client left while the turn waited for a slot
+            try:
+                info = starting.result()
+            except TurnRejected as exc:
+                yield _rejected(exc, chat, rejection)
+                return
+            except Exception as exc:
+                yield _fault(exc, chat, rejection)
+                return
         renderer = renderer_for(info)
+        numbered = EventNumbering(info.turn_id, resume.events_sent if resume is not None else 0, renderer.one_event)
         async for batch in engine.event_batches(info.turn_id, idle=idle):
             if batch is None:
                 yield KEEPALIVE
                 continue
-            data = b"".join(renderer.render(event) for event in batch)  # one write for what is waiting
+            data = b"".join([numbered(renderer.render(event)) for event in batch])  # one write for what is waiting
             if data:
                 yield data
             if renderer.finished:
                 return  # nothing follows the last event
     finally:
+        if info is not None and (renderer is None or not renderer.finished):
+            engine.keep_events(info.turn_id)  # the client left early: it may resume
         await engine.close_stream(app_id)
 
 

@@ -124,6 +124,8 @@ class _Message:
 class V2Renderer:
     """Renders one turn's events for one subscriber. `render` returns b"" when nothing is due."""
 
+    one_event = False  # an engine event may open a message and its content as well: several events
+
     def __init__(
         self,
         info: TurnInfo,

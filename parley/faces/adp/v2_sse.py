@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from parley.engine.turn import TurnInfo
+from parley.faces import resume
 from parley.faces.adp.errors import code_and_message
 from parley.faces.adp.request import BadRequest, parse_body
 from parley.faces.adp.turn_stream import SSE_HEADERS, answer, event_stream, single, wants_stream
@@ -34,16 +35,16 @@ async def chat_v2(request: Request) -> EventStreamResponse:
         data = parse_body(await request.body())
     except BadRequest as exc:
         return refuse(str(exc), "")
-    return respond_data(services, data)
+    return respond_data(services, data, request.headers.get(resume.HEADER))
 
 
-def respond_data(services: Services, data: dict[str, Any]) -> EventStreamResponse:
+def respond_data(services: Services, data: dict[str, Any], last_event_id: str | None = None) -> EventStreamResponse:
     """Answers a parsed v2 body: the turn's v2 events, or a v2 error."""
     try:
         request = validate_v2(data)
     except BadRequest as exc:
         return refuse(str(exc), request_id_of(data))
-    return event_stream(answer(services, request.chat, renderer_for(request), error_frame))
+    return event_stream(answer(services, request.chat, renderer_for(request), error_frame, last_event_id))
 
 
 def renderer_for(request: V2Chat, *, terminator: bool = True) -> Callable[[TurnInfo], V2Renderer]:

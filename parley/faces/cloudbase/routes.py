@@ -39,9 +39,11 @@ from parley.channels.cloudbase import (
 )
 from parley.engine.engine import RecordRow
 from parley.engine.errors import TurnRejected
+from parley.faces import resume
 from parley.faces.bodies import BodyLimit
 from parley.faces.cloudbase import request as read
 from parley.faces.cloudbase.errors import (
+    INVALID_PARAM,
     LLM_ERROR,
     PROBLEM_CODES,
     SERVER_ERROR,
@@ -55,6 +57,7 @@ from parley.faces.cloudbase.errors import (
 from parley.faces.cloudbase.render import DONE, ChunkRenderer
 from parley.faces.cloudbase.stream import event_stream
 from parley.faces.faults import fault_of
+from parley.faces.resume import EventNumbering
 from parley.ids import new_id
 from parley.services import Services
 
@@ -166,6 +169,11 @@ async def get_bot(call: Call) -> Response:
 
 
 async def send_message(call: Call) -> Response:
+    """Starts a turn and streams it; with a Last-Event-ID, the rest of that turn's stream."""
+    try:
+        resume_at = resume.resume_point(call.request.headers.get(resume.HEADER))
+    except resume.MalformedEventId as exc:
+        raise FaceError(INVALID_PARAM, str(exc)) from None
     body = await call.body()
     message = read.string(body, "msg", 100_000, required=True)
     if not message.strip():
@@ -181,30 +189,41 @@ async def send_message(call: Call) -> Response:
     )
     engine = call.services.engine
     try:
-        info = await engine.start_turn(turn)
+        if resume_at is not None:
+            info = await engine.resume_turn(turn, resume_at.turn_id)
+        else:
+            info = await engine.start_turn(turn)
     except TurnRejected as exc:
         return error_response(turn_code(exc.kind), turn_message(exc.kind, exc.detail), call.request_id)
-    await call.channel.message_accepted(conversation, message)
+    if resume_at is None:
+        await call.channel.message_accepted(conversation, message)
     settings = call.services.settings.cloudbase
     renderer = ChunkRenderer(str(info.answer_record_id), info.model, settings.model_version, info.timestamp)
-    return event_stream(_answer(call.services, info.turn_id, renderer), settings.heartbeat_interval)
+    numbered = EventNumbering(info.turn_id, resume_at.events_sent if resume_at is not None else 0)
+    return event_stream(_answer(call.services, info.turn_id, renderer, numbered), settings.heartbeat_interval)
 
 
-async def _answer(services: Services, turn_id: int, renderer: ChunkRenderer) -> AsyncIterator[bytes]:
-    """The turn's chunks; whatever happens, an error chunk if it did not finish, then [DONE]."""
+async def _answer(
+    services: Services, turn_id: int, renderer: ChunkRenderer, numbered: EventNumbering
+) -> AsyncIterator[bytes]:
+    """The turn's chunks, each with its id; whatever happens, an error chunk if it did not finish,
+    then [DONE]. A client that leaves before the end may resume (faces/resume.py)."""
     try:
         async for event in services.engine.events(turn_id):
-            frame = renderer.render(event)
+            frame = numbered(renderer.render(event))
             if frame:
                 yield frame
             if renderer.finished:
                 break
         if not renderer.finished:
-            yield renderer.error(SERVER_ERROR, "the answer ended without a result")
+            yield numbered(renderer.error(SERVER_ERROR, "the answer ended without a result"))
     except Exception:
         log.exception("CloudBase stream of turn %s failed", turn_id)
-        yield renderer.error(SERVER_ERROR, "internal error")
-    yield DONE
+        yield numbered(renderer.error(SERVER_ERROR, "internal error"))
+    finally:
+        if not renderer.finished:
+            services.engine.keep_events(turn_id)
+    yield numbered(DONE)
 
 
 # --- recommend-questions --------------------------------------------------------------
