@@ -102,6 +102,12 @@ def answer(description: str, media_type: str = "application/json", schema: Schem
     return {"description": description, "content": {media_type: {"schema": schema or OBJECT}}}
 
 
+def last_event_id() -> dict[str, Any]:
+    """The header a client sends to resume a stream it lost (faces/resume.py)."""
+    return parameter("Last-Event-ID", "header", {"type": "string", "maxLength": 64},
+                     description="The `id:` of the last event received, to resume that turn's stream (docs/adp.md).")
+
+
 def operation(
     summary: str,
     responses: Mapping[str | int, Any],

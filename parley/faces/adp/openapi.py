@@ -12,6 +12,7 @@ from parley.faces.openapi import (
     answer,
     array,
     json_body,
+    last_event_id,
     obj,
     operation,
     parameter,
@@ -122,12 +123,14 @@ def paths(bucket: str) -> PathItems:
         "/v1/qbot/chat/sse": {
             "post": operation(
                 "Chat over server-sent events", {200: EVENT_STREAM}, tags=["adp"], body=json_body(CHAT_REQUEST),
+                parameters=[last_event_id()],
                 description="The application is named by `bot_app_key`; see docs/adp.md.",
             )
         },
         "/adp/v2/chat": {
             "post": operation(
                 "Chat over server-sent events, ADP v2", {200: EVENT_STREAM}, tags=["adp"], body=json_body(V2_CHAT_REQUEST),
+                parameters=[last_event_id()],
                 description="v2 events (`request_ack` ... `response.completed`, then `data:[DONE]`); the same body "
                 "is also accepted on /v1/qbot/chat/sse. See docs/adp.md.",
             )

@@ -10,7 +10,7 @@ from typing import Any
 
 from parley.faces.cloudbase.request import HISTORY_ROLES, MAX_FILES, MAX_HISTORY
 from parley.faces.cloudbase.routes import SENDER_FILTERS
-from parley.faces.openapi import PathItems, answer, array, json_body, obj, operation, parameter, string
+from parley.faces.openapi import PathItems, answer, array, json_body, last_event_id, obj, operation, parameter, string
 
 BASE = "/v1/aibot"
 BOT = BASE + "/bots/{bot_id}"
@@ -32,8 +32,9 @@ QUERY = {
 
 
 def call(summary: str, ok: dict[str, Any] | None = None, *, status: int = 200, conversation: bool = False,
-         bot: bool = True, query: tuple[str, ...] = (), body: dict[str, Any] | None = None) -> dict[str, Any]:
-    params = []
+         bot: bool = True, query: tuple[str, ...] = (), body: dict[str, Any] | None = None,
+         resumable: bool = False) -> dict[str, Any]:
+    params = [last_event_id()] if resumable else []
     if bot:
         params.append(parameter("bot_id", "path"))
     if conversation:
@@ -54,7 +55,7 @@ paths: PathItems = {
             "msg": string(100_000, minLength=1), "history": HISTORY,
             "files": array(string(2048, pattern="^(cloud|https?)://"), MAX_FILES),
             "searchEnable": {"type": "boolean"}, "conversationId": string(64),
-        }, ["msg"]))),
+        }, ["msg"])), resumable=True),
     },
     BOT + "/recommend-questions": {
         "post": call("Suggested follow-up questions", STREAM, body=json_body(obj({
