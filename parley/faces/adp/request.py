@@ -62,19 +62,9 @@ def validate_chat(data: dict[str, Any], *, app_key: str | None = None, visitor_i
     content = string_field(data, "content", None, required=not file_infos)
     if not content and not file_infos:
         raise BadRequest("content must not be empty when no file_infos are given")
-    throttle = data.get("streaming_throttle")
-    if throttle is None:
-        throttle = 0
-    elif not isinstance(throttle, int) or isinstance(throttle, bool) or not 0 <= throttle <= INT32_MAX:
-        raise BadRequest("streaming_throttle must be a non-negative int32")
-    incremental = data.get("incremental")
-    if incremental is None:
-        incremental = False
-    elif not isinstance(incremental, bool):
-        raise BadRequest("incremental must be a boolean")
-    system_role = data.get("system_role")
-    if system_role is not None and not isinstance(system_role, str):
-        raise BadRequest("system_role must be a string")
+    throttle = int32_field(data, "streaming_throttle")
+    incremental = bool_field(data, "incremental")
+    system_role = string_field(data, "system_role", None)
     model_name = string_field(data, "model_name", 128) or None
     string_field(data, "tcadp_user_id", 255)
     for name in ("tool_ouputs",):
@@ -119,6 +109,26 @@ def string_field(
         raise BadRequest(f"{name} must be at most {limit} characters")
     if non_empty and not value:
         raise BadRequest(f"{name} must not be empty")
+    return value
+
+
+def int32_field(data: dict[str, Any], name: str) -> int:
+    """A non-negative int32 field (a JSON integer, not a boolean); absent is 0."""
+    value = data.get(name)
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT32_MAX:
+        raise BadRequest(f"{name} must be a non-negative int32")
+    return value
+
+
+def bool_field(data: dict[str, Any], name: str) -> bool:
+    """A boolean field; absent is False."""
+    value = data.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name} must be a boolean")
     return value
 
 

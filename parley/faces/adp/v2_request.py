@@ -14,7 +14,7 @@ from typing import Any
 
 from parley.engine.faces import Face
 from parley.engine.turn import TurnRequest
-from parley.faces.adp.request import INT32_MAX, SWITCH_VALUES, BadRequest, ChatRequest, string_field
+from parley.faces.adp.request import SWITCH_VALUES, BadRequest, ChatRequest, bool_field, int32_field, string_field
 
 CONVERSATION_ID = re.compile(r"^[a-zA-Z0-9_-]{32,64}$")
 TEXT_TYPES = ("text", "json_text")
@@ -60,21 +60,10 @@ def validate_v2(data: dict[str, Any], *, app_key: str | None = None, visitor_id:
     content = "\n".join(text for text in texts if text)
     if not content and not file_infos:
         raise BadRequest("Contents must carry a text, an image or a file")
-    throttle = data.get("StreamingThrottle")
-    if throttle is None:
-        throttle = 0
-    elif not isinstance(throttle, int) or isinstance(throttle, bool) or not 0 <= throttle <= INT32_MAX:
-        raise BadRequest("StreamingThrottle must be a non-negative int32")
-    incremental = data.get("Incremental")
-    if incremental is None:
-        incremental = False
-    elif not isinstance(incremental, bool):
-        raise BadRequest("Incremental must be a boolean")
-    if data.get("EnableMultiIntent") is not None and not isinstance(data["EnableMultiIntent"], bool):
-        raise BadRequest("EnableMultiIntent must be a boolean")
-    system_role = data.get("SystemRole")
-    if system_role is not None and not isinstance(system_role, str):
-        raise BadRequest("SystemRole must be a string")
+    throttle = int32_field(data, "StreamingThrottle")
+    incremental = bool_field(data, "Incremental")
+    bool_field(data, "EnableMultiIntent")  # accepted and checked; Parley has one intent per turn
+    system_role = string_field(data, "SystemRole", None)
     model_name = string_field(data, "ModelName", 128) or None
     chat = ChatRequest(
         turn=TurnRequest(
