@@ -75,31 +75,24 @@ async def answer(
     info: TurnInfo | None = None
     renderer: TurnRenderer | None = None
     try:
-        if resume is not None:
-            try:
+        try:
+            if resume is not None:
                 info = await engine.resume_turn(chat.turn, resume.turn_id)
-            except TurnRejected as exc:
-                yield _rejected(exc, chat, rejection)
-                return
-            except Exception as exc:
-                yield _fault(exc, chat, rejection)
-                return
-        else:
-            starting = asyncio.ensure_future(engine.start_turn(chat.turn))
-            try:
-                while not (await asyncio.wait({starting}, timeout=idle))[0]:
-                    yield KEEPALIVE
-            finally:
-                if not starting.done():
-                    starting.cancel()  # the client left while the turn waited for a slot
-            try:
+            else:
+                starting = asyncio.ensure_future(engine.start_turn(chat.turn))
+                try:
+                    while not (await asyncio.wait({starting}, timeout=idle))[0]:
+                        yield KEEPALIVE
+                finally:
+                    if not starting.done():
+                        starting.cancel()  # the client left while the turn waited for a slot
                 info = starting.result()
-            except TurnRejected as exc:
-                yield _rejected(exc, chat, rejection)
-                return
-            except Exception as exc:
-                yield _fault(exc, chat, rejection)
-                return
+        except TurnRejected as exc:
+            yield _rejected(exc, chat, rejection)
+            return
+        except Exception as exc:  # the store failed (a busy database): an error event, never a broken stream
+            yield _fault(exc, chat, rejection)
+            return
         renderer = renderer_for(info)
         numbered = EventNumbering(info.turn_id, resume.events_sent if resume is not None else 0, renderer.one_event)
         async for batch in engine.event_batches(info.turn_id, idle=idle):
