@@ -66,11 +66,8 @@ async def answer(
         return
     try:
         app_id = await engine.open_stream(chat.turn.app_key)
-    except TurnRejected as exc:
-        yield _rejected(exc, chat, rejection)
-        return
-    except Exception as exc:  # the store failed (a busy database): an error event, never a broken stream
-        yield _fault(exc, chat, rejection)
+    except Exception as exc:
+        yield _refusal(exc, chat, rejection)
         return
     info: TurnInfo | None = None
     renderer: TurnRenderer | None = None
@@ -87,11 +84,8 @@ async def answer(
                     if not starting.done():
                         starting.cancel()  # the client left while the turn waited for a slot
                 info = starting.result()
-        except TurnRejected as exc:
-            yield _rejected(exc, chat, rejection)
-            return
-        except Exception as exc:  # the store failed (a busy database): an error event, never a broken stream
-            yield _fault(exc, chat, rejection)
+        except Exception as exc:
+            yield _refusal(exc, chat, rejection)
             return
         renderer = renderer_for(info)
         numbered = EventNumbering(info.turn_id, resume.events_sent if resume is not None else 0, renderer.one_event)
@@ -110,13 +104,13 @@ async def answer(
         await engine.close_stream(app_id)
 
 
-def _rejected(exc: TurnRejected, chat: ChatRequest, rejection: Rejection) -> bytes:
-    code, message = code_and_message(exc.kind, exc.detail)
-    return rejection(code, message, chat.turn.request_id)
-
-
-def _fault(exc: Exception, chat: ChatRequest, rejection: Rejection) -> bytes:
-    code, message = fault_code_and_message(fault_of(exc, "ADP turn"))
+def _refusal(exc: Exception, chat: ChatRequest, rejection: Rejection) -> bytes:
+    """The error event for a turn that could not start: the engine's refusal, or a fault of the
+    server's own (a busy database) as an error event rather than a broken stream."""
+    if isinstance(exc, TurnRejected):
+        code, message = code_and_message(exc.kind, exc.detail)
+    else:
+        code, message = fault_code_and_message(fault_of(exc, "ADP turn"))
     return rejection(code, message, chat.turn.request_id)
 
 
