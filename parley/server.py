@@ -74,12 +74,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         settings.ensure_admin_token, upload_ttl=settings.cloud_api.upload_ttl,
         max_chars=settings.cloud_api.realtime_doc_max_chars,
     )
-    # On SQLite this process is the database's only writer, so it can know every session.
-    known_sessions = await KnownSessions.load(database.engine) if database.engine.dialect.name == "sqlite" else None
+    # On SQLite this process is the database's only writer, so it can know every session, and every
+    # answer still in progress at start-up was left by a dead process. On a shared database another
+    # live instance may be writing it: closing those needs leases (the multi-instance issue).
+    only_writer = database.engine.dialect.name == "sqlite"
+    known_sessions = await KnownSessions.load(database.engine) if only_writer else None
     knowledge = KnowledgeService(database.engine, settings.knowledge, settings.data_dir)
     await knowledge.start()  # background learning; resumes documents a previous run left unfinished
     conversations = ConversationRepository(database.engine, known_sessions, settings.database_busy_timeout)
-    interrupted = await conversations.close_unfinished()  # answers a dead process left in progress
+    interrupted = await conversations.close_unfinished() if only_writer else 0
     if interrupted:
         log.warning("closed %d answers left unfinished by a previous run as interrupted", interrupted)
     engine = Engine(

@@ -33,3 +33,36 @@ def test_an_empty_database_is_migrated_and_holds_what_parley_stores(parley_on_po
     finally:
         second.close()
     assert set(postgres.psql(database, "SELECT version_num FROM alembic_version").split()) == _heads()
+
+
+def test_a_second_instance_starting_leaves_the_first_ones_answers_in_progress_alone(
+    parley_on_postgresql, postgres, scripted_model, tmp_path
+):
+    """On a shared database an answer in progress may belong to a live instance: start-up closes
+    unfinished answers only where this process is the database's only writer (SQLite)."""
+    import threading
+
+    import httpx
+
+    database = parley_on_postgresql.database_url.rsplit("/", 1)[1]
+    app = parley_on_postgresql.create_app("pg-two-instances")
+    # The model is silent for a while, so no checkpoint of the answer can hide a wrong close.
+    scripted_model.script("a slow shared story", content=["once ", "upon ", "a time"], ttft=8)
+    body = {"bot_app_key": app["app_key"], "visitor_biz_id": "v", "session_id": "s-shared", "content": "a slow shared story"}
+    answer = threading.Thread(target=lambda: httpx.post(f"{parley_on_postgresql.url}/v1/qbot/chat/sse", json=body, timeout=60))
+    answer.start()
+    in_progress = "SELECT count(*) FROM records WHERE status = 'streaming'"
+    for _ in range(100):  # until the first instance has stored the answer in progress
+        if postgres.psql(database, in_progress).strip() == "1":
+            break
+        answer.join(0.05)
+    assert postgres.psql(database, in_progress).strip() == "1"
+    second = start_parley(tmp_path, default_config(scripted_model),
+                          ["--no-demo", "--database-url", parley_on_postgresql.database_url])
+    try:
+        assert postgres.psql(database, "SELECT count(*) FROM records WHERE status = 'interrupted'").strip() == "0"
+    finally:
+        second.close()
+    answer.join(60)
+    records = parley_on_postgresql.records("pg-two-instances", "s-shared")
+    assert [(r["is_from_self"], r["status"]) for r in records] == [(True, "success"), (False, "success")], records
