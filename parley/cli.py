@@ -39,13 +39,17 @@ def serve(
         None, "--database-url",
         help="SQLAlchemy URL of the database, e.g. postgresql+asyncpg://user@host/parley (default: SQLite in the data directory).",
     ),
+    bus_url: Optional[str] = typer.Option(
+        None, "--bus-url",
+        help="Redis URL of the bus shared by several instances, e.g. redis://127.0.0.1:6379/0 (default: in this process).",
+    ),
 ) -> None:
     """Run the server."""
     import uvicorn
 
     from parley.server import build_app
 
-    settings = _settings(config, data_dir, host=host, port=port, database_url=database_url)
+    settings = _settings(config, data_dir, host=host, port=port, database_url=database_url, bus_url=bus_url)
     settings.demo = demo and settings.demo
 
     def on_ready(services: Any, demo_app: Any) -> None:

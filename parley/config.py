@@ -67,6 +67,10 @@ class Settings(BaseModel):
     operator's `parley app apply`, a backup) before it gives up: the admin API then answers
     503 with Retry-After, the other faces their own "busy, try again" error; a question that
     cannot be stored in that time is refused with an error event and no echo."""
+    bus_url: str | None = None
+    """Redis URL of the bus that several Parley processes share (`redis://host:6379/0`): turn
+    event streams, stop signals, limits, one-time tokens, cache invalidation, IM delivery. None:
+    everything lives in this process, which is right for one process and only for one."""
     admin_token: str | None = None
     default_model: str = LOCAL_MODEL_NAME
     models: list[ModelConfig] = Field(default_factory=list)
@@ -137,6 +141,7 @@ _ENV = {
     "PARLEY_DATA_DIR": "data_dir",
     "PARLEY_DATABASE_URL": "database_url",
     "PARLEY_DATABASE_BUSY_TIMEOUT": "database_busy_timeout",
+    "PARLEY_BUS_URL": "bus_url",
     "PARLEY_ADMIN_TOKEN": "admin_token",
     "PARLEY_DEFAULT_MODEL": "default_model",
     "PARLEY_KEEPALIVE_INTERVAL": "keepalive_interval",

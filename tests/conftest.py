@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.postgres import Postgres
+from tests.support.redis import RedisServer
 from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
 
 
@@ -36,6 +37,20 @@ def postgres() -> Iterator[Postgres]:
     server = Postgres()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The run's own Redis server, started on first use."""
+    server = RedisServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def bus_url(redis_server: RedisServer) -> str:
+    """An empty Redis database of the run's own server, for one test."""
+    return redis_server.new_url()
 
 
 @pytest.fixture(scope="session")

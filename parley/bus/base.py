@@ -39,7 +39,7 @@ class Bus(Protocol):
         """Keeps the stream's events as published until it expires: a subscriber left before
         the end and may resume by offset (see `replay_header`)."""
 
-    def replay_header(self, turn_id: int) -> Any:
+    async def replay_header(self, turn_id: int) -> Any:
         """The stream's header while its events are kept as published, so that replaying them
         renders the same events again. Raises UnknownTurn when the stream expired or was
         compacted after everyone had read it to its end."""

@@ -123,7 +123,7 @@ class LocalBus:
         if stream is not None:
             stream.kept = True
 
-    def replay_header(self, turn_id: int) -> Any:
+    async def replay_header(self, turn_id: int) -> Any:
         stream = self._streams.get(turn_id)
         if stream is None or stream.compacted:
             raise UnknownTurn(turn_id)

@@ -290,7 +290,7 @@ class Engine:
         """
         app_row, _, _ = await self._released(request.app_key)
         try:
-            owner: TurnOwner = self.bus.replay_header(turn_id)
+            owner: TurnOwner = await self.bus.replay_header(turn_id)
         except UnknownTurn:
             raise TurnRejected(
                 ErrorKind.BAD_REQUEST, f"turn {turn_id} can no longer be resumed (unknown, or expired after it ended)"
@@ -306,8 +306,10 @@ class Engine:
         """Keeps the turn's events replayable: its subscriber left before the end and may resume."""
         self.bus.keep(turn_id)
 
-    def stop_turn(self, turn_id: int) -> bool:
-        """Stops a turn in progress; its partial answer is recorded as stopped."""
+    async def stop_turn(self, turn_id: int) -> bool:
+        """Stops a turn in progress; its partial answer is recorded as stopped.
+
+        Async because with a shared bus the turn may run on another instance."""
         task = self._tasks.get(turn_id)
         if task is None or task.done():
             return False

@@ -72,7 +72,7 @@ class RobotResponder:
             # The messaging service refuses strangers' interrupts; checked again here so
             # that no path can stop another user's turn.
             if turn is not None and (turn[1] == user or self._messaging.is_admin(sdkappid, user)):
-                self._engine.stop_turn(turn[0])
+                await self._engine.stop_turn(turn[0])
             return
         question = elements.text_of(message.body).strip()
         if not question:
@@ -118,12 +118,12 @@ class RobotResponder:
             await self._relay(info.turn_id, sdkappid, robot, user, answer.msg_key)
         except MessagingError:
             # The stream ended under us (the user interrupted it): the turn has nobody to answer.
-            self._engine.stop_turn(info.turn_id)
+            await self._engine.stop_turn(info.turn_id)
         except Exception:
             # A chunk could not be stored (the database locked past its busy timeout, say): the
             # turn stops, and the message ends as an error rather than streaming for ever.
             log.warning("the robot's answer %s could not be stored", answer.msg_key, exc_info=True)
-            self._engine.stop_turn(info.turn_id)
+            await self._engine.stop_turn(info.turn_id)
             await self._fail_when_possible(sdkappid, robot, user, answer.msg_key)
         finally:
             self._turns.pop(key, None)

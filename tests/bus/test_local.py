@@ -130,11 +130,11 @@ async def test_a_stream_a_subscriber_left_early_is_kept_replayable_with_its_head
         bus.publish(turn, "b")
         bus.publish(turn, "c")
         bus.end(turn)
-    assert bus.replay_header(1) == "whose"
+    assert await bus.replay_header(1) == "whose"
     assert await collect(bus.subscribe(1)) == ["a", "b", "c"]  # offsets still hold for a resume
     assert bus._streams[1].events == ["a", "b", "c"]
     with pytest.raises(UnknownTurn):  # compacted: its offsets are gone
-        bus.replay_header(2)
+        await bus.replay_header(2)
     with pytest.raises(UnknownTurn):
-        bus.replay_header(3)
+        await bus.replay_header(3)
     await bus.aclose()

@@ -192,7 +192,7 @@ class AdpSocketServer:
         fields = _payload(data) or {}
         record_id = str(fields.get("record_id", ""))
         turn_id = connection.turns.get(record_id)
-        if turn_id is None or not self._services().engine.stop_turn(turn_id):
+        if turn_id is None or not await self._services().engine.stop_turn(turn_id):
             message = MESSAGES.get(NO_SUCH_MESSAGE, "Message does not exist or insufficient permissions.")
             await self._emit_frames(sid, error_frame(NO_SUCH_MESSAGE, f"{message}: no answer {record_id!r} in progress on this connection"))
 

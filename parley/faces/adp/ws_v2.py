@@ -74,7 +74,7 @@ class AdpV2SocketServer(AdpSocketServer):
         fields = _request_fields(data) or {}
         record_id = str(fields.get("RecordId", ""))
         turn_id = connection.turns.get(record_id)
-        if turn_id is None or not self._services().engine.stop_turn(turn_id):
+        if turn_id is None or not await self._services().engine.stop_turn(turn_id):
             message = MESSAGES.get(NO_SUCH_MESSAGE, "Message does not exist or insufficient permissions.")
             await self._emit_frames(sid, socket_error(NO_SUCH_MESSAGE, f"{message}: no answer {record_id!r} in progress on this connection"))
 
