@@ -82,6 +82,9 @@ class Settings(BaseModel):
     """Seconds of silence on a stream before a keep-alive comment is sent."""
     turn_retention: float = 120.0
     """Seconds a finished turn's events stay available to late or resuming subscribers."""
+    turn_lease: float = Field(15.0, ge=0.3, le=3600)
+    """With a shared bus: seconds after its instance's last heartbeat (every third of this) that a
+    turn counts as abandoned; another instance then closes its answer as interrupted."""
     shutdown_grace: float = 30.0
     """Seconds a stopping server lets turns in progress finish."""
     answer_checkpoint_interval: float = 1.0

@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import version
 from typing import Any
+
+from redis.asyncio import Redis
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,13 +17,18 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from parley.bus.base import Bus
+from parley.bus.connect import connected
 from parley.bus.local import LocalBus
+from parley.bus.redis_bus import RedisBus
 from parley.config import Settings
 from parley.engine.apps import App, ApplicationService
+from parley.engine.codec import EngineCodec
 from parley.engine.engine import Engine
 from parley.engine.events import compact_events
 from parley.engine.limits import LocalConcurrencyLimiter, LocalRateLimiter
 from parley.engine.moderation import WordListModerator
+from parley.engine.reaper import TurnReaper
 from parley.engine.turn import CheckpointPolicy
 from parley.channels.cloudbase import CloudBaseChannel
 from parley.faces import openapi
@@ -29,6 +36,7 @@ from parley.faces.adp import cloudapi as adp_cloudapi
 from parley.faces.adp import docparse as adp_docparse
 from parley.faces.adp import openapi as adp_openapi
 from parley.faces.adp import sse as adp_sse
+from parley.faces.adp import stop as adp_stop
 from parley.faces.adp import storage as adp_storage
 from parley.faces.adp import v2_sse as adp_v2_sse
 from parley.faces.adp import ws as adp_ws
@@ -66,7 +74,36 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     database = Database(settings.sqlalchemy_url, settings.database_busy_timeout)
     await database.migrate()
     models = ModelRegistry(settings)
-    bus = LocalBus(retention=settings.turn_retention, compact=compact_events)
+    try:
+        async with AsyncExitStack() as resources:
+            # One Redis client (and pool) for everything shared with other instances.
+            redis = await resources.enter_async_context(connected(settings.bus_url)) if settings.bus_url else None
+            bus = await resources.enter_async_context(open_bus(settings, redis))
+            async with _open_services(settings, database, models, bus) as services:
+                yield services
+    finally:
+        await models.aclose()
+        await database.close()
+
+
+@asynccontextmanager
+async def open_bus(settings: Settings, redis: Redis | None) -> AsyncIterator[Bus]:
+    """The in-process bus, or on `redis` the bus shared with other instances; closed (its
+    pending events written) on exit."""
+    bus: LocalBus | RedisBus
+    if redis is None:
+        bus = LocalBus(retention=settings.turn_retention, compact=compact_events)
+    else:
+        bus = RedisBus(redis, EngineCodec(), settings.turn_retention, settings.turn_lease)
+        await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.aclose()
+
+
+@asynccontextmanager
+async def _open_services(settings: Settings, database: Database, models: ModelRegistry, bus: Bus) -> AsyncIterator[Services]:
     apps = ApplicationService(AppRepository(database.engine), models.names)
     documents = RealtimeDocuments(
         RealtimeDocRepository(database.engine),
@@ -76,13 +113,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     )
     # On SQLite this process is the database's only writer, so it can know every session, and every
     # answer still in progress at start-up was left by a dead process. On a shared database another
-    # live instance may be writing it: closing those needs leases (the multi-instance issue).
+    # live instance may be writing it: with a shared bus, the lease-based reaper closes those.
     only_writer = database.engine.dialect.name == "sqlite"
     known_sessions = await KnownSessions.load(database.engine) if only_writer else None
     knowledge = KnowledgeService(database.engine, settings.knowledge, settings.data_dir)
     await knowledge.start()  # background learning; resumes documents a previous run left unfinished
     conversations = ConversationRepository(database.engine, known_sessions, settings.database_busy_timeout)
-    interrupted = await conversations.close_unfinished() if only_writer else 0
+    interrupted = await conversations.close_unfinished() if only_writer and not bus.shared else 0
     if interrupted:
         log.warning("closed %d answers left unfinished by a previous run as interrupted", interrupted)
     engine = Engine(
@@ -92,16 +129,18 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     )
     cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)
     messaging = open_messaging(settings, database.engine, engine, apps)
+    reaper = TurnReaper(conversations, bus, settings.turn_lease) if bus.shared else None
+    if reaper is not None:
+        reaper.start(interval=settings.turn_lease / 2)
     try:
         yield Services(settings=settings, engine=engine, apps=apps, models=models, cloudbase=cloudbase_channel, knowledge=knowledge, documents=documents, messaging=messaging)
     finally:
+        if reaper is not None:
+            await reaper.aclose()
         await engine.shutdown(settings.shutdown_grace)
         await conversations.aclose()  # the last answers' records are written before the database closes
         await messaging.aclose()
         await knowledge.aclose()
-        await bus.aclose()
-        await models.aclose()
-        await database.close()
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -157,7 +196,7 @@ def body_limits(settings: Settings) -> list[BodyLimit]:
 
 def http_routes(settings: Settings) -> list[BaseRoute]:
     """Every HTTP route of every face, and the OpenAPI document describing them."""
-    routes = [Route("/healthz", healthz, methods=["GET"]), *adp_sse.routes, *adp_v2_sse.routes, *admin.routes, *adp_cloudapi.routes, *cloudbase.routes, *cloudbase_admin.routes, *im_routes, *knowledge_admin.routes,
+    routes = [Route("/healthz", healthz, methods=["GET"]), *adp_sse.routes, *adp_stop.routes, *adp_v2_sse.routes, *admin.routes, *adp_cloudapi.routes, *cloudbase.routes, *cloudbase_admin.routes, *im_routes, *knowledge_admin.routes,
               *adp_docparse.routes, *adp_storage.routes(settings.cloud_api.storage_bucket)]
     return [*routes, openapi.route(api_document(settings))]
 

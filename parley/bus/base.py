@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 
@@ -10,7 +10,20 @@ class UnknownTurn(KeyError):
     """No stream for that turn: never opened, or expired after it ended."""
 
 
+class Codec(Protocol):
+    """Turns what a bus carries into bytes and back, for a bus shared by several processes
+    (the engine provides it: parley/engine/codec.py)."""
+
+    def encode_event(self, event: Any) -> bytes: ...
+    def decode_event(self, data: bytes) -> Any: ...
+    def encode_header(self, header: Any) -> bytes: ...
+    def decode_header(self, data: bytes) -> Any: ...
+
+
 class Bus(Protocol):
+    shared: bool
+    """Whether other processes see this bus (their turns, their stops)."""
+
     def open(self, turn_id: int, header: Any = None) -> None:
         """Creates the turn's stream; events published before a subscriber arrives are kept.
 
@@ -43,5 +56,19 @@ class Bus(Protocol):
         """The stream's header while its events are kept as published, so that replaying them
         renders the same events again. Raises UnknownTurn when the stream expired or was
         compacted after everyone had read it to its end."""
+
+    def on_stop(self, handler: Callable[[int], None]) -> None:
+        """`handler(turn_id)` is called when a stop for a turn reaches this process (see `stop`)."""
+
+    async def stop(self, turn_id: int) -> bool:
+        """Asks whichever process runs the turn to stop it; False when no process holds it
+        (finished, never started, or its holder died)."""
+
+    async def orphans(self, turn_ids: list[int]) -> list[int]:
+        """Those of `turn_ids` that no live process holds: their holder's lease expired."""
+
+    async def close_orphan(self, turn_id: int, events: list[Any]) -> bool:
+        """Ends the stream of a turn whose holder died with `events` after those it published;
+        False when the stream had already ended."""
 
     async def aclose(self) -> None: ...

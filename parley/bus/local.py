@@ -46,6 +46,8 @@ class LocalBus:
     left before its end (`keep`) is not compacted, so that the subscriber can resume it.
     """
 
+    shared = False
+
     def __init__(self, retention: float = 120.0, compact: Callable[[list[Any]], list[Any]] | None = None) -> None:
         self._streams: dict[int, _Stream] = {}
         self._retention = retention
@@ -131,6 +133,18 @@ class LocalBus:
 
     def is_open(self, turn_id: int) -> bool:
         return turn_id in self._streams
+
+    def on_stop(self, handler: Callable[[int], None]) -> None:
+        """Nothing reaches this process from elsewhere: the engine stops its own turns."""
+
+    async def stop(self, turn_id: int) -> bool:
+        return False  # every turn of this bus runs in this process, whose engine looked first
+
+    async def orphans(self, turn_ids: list[int]) -> list[int]:
+        return []  # nothing outlives this process but the database (closed at start-up)
+
+    async def close_orphan(self, turn_id: int, events: list[Any]) -> bool:
+        return False
 
     async def aclose(self) -> None:
         for handle in self._expiry.values():

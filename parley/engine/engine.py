@@ -43,6 +43,11 @@ class TurnOwner:
     face: Face
 
 
+def _owned_by(owner: TurnOwner, app_id: int, session_id: str, visitor_id: str, face: Face) -> bool:
+    info = owner.info
+    return (info.app_id, info.session_id, owner.visitor_id, owner.face) == (app_id, session_id, visitor_id, face)
+
+
 class Engine:
     def __init__(
         self,
@@ -74,6 +79,7 @@ class Engine:
             apps.released_by_key, RELEASE_CACHE_SECONDS
         )
         apps.on_change(self._releases.forget)
+        bus.on_stop(self._stop_here)  # a stop asked of another instance, for a turn of this one
 
     async def _released(self, app_key: str) -> tuple[AppRow, ReleaseRow, AppConfig]:
         """The application behind `app_key` and its latest release, cached for a second.
@@ -289,27 +295,48 @@ class Engine:
         face (SESSION_FORBIDDEN).
         """
         app_row, _, _ = await self._released(request.app_key)
-        try:
-            owner: TurnOwner = await self.bus.replay_header(turn_id)
-        except UnknownTurn:
+        owner = await self._owner(turn_id)
+        if owner is None:
             raise TurnRejected(
                 ErrorKind.BAD_REQUEST, f"turn {turn_id} can no longer be resumed (unknown, or expired after it ended)"
-            ) from None
-        info = owner.info
-        if (info.app_id, info.session_id, owner.visitor_id, owner.face) != (
-            app_row.id, request.session_id, request.visitor_id, request.face
-        ):
+            )
+        if not _owned_by(owner, app_row.id, request.session_id, request.visitor_id, request.face):
             raise TurnRejected(ErrorKind.SESSION_FORBIDDEN, f"turn {turn_id} belongs to another visitor or session")
-        return info
+        return owner.info
+
+    async def _owner(self, turn_id: int) -> TurnOwner | None:
+        """Whose turn `turn_id` is, while its stream is kept (on any instance)."""
+        try:
+            return await self.bus.replay_header(turn_id)
+        except UnknownTurn:
+            return None
 
     def keep_events(self, turn_id: int) -> None:
         """Keeps the turn's events replayable: its subscriber left before the end and may resume."""
         self.bus.keep(turn_id)
 
     async def stop_turn(self, turn_id: int) -> bool:
-        """Stops a turn in progress; its partial answer is recorded as stopped.
+        """Stops a turn in progress; its partial answer is recorded as stopped. False when no
+        instance runs it (it ended, or never was).
 
-        Async because with a shared bus the turn may run on another instance."""
+        A turn of this instance is cancelled at once; another's gets the stop through the bus,
+        and that instance cancels it on arrival. Cancelling closes the upstream model call."""
+        if self._stop_here(turn_id):
+            return True
+        return await self.bus.stop(turn_id)
+
+    async def stop_visitor_turn(self, app_key: str, visitor_id: str, session_id: str, face: Face, turn_id: int) -> bool:
+        """Stops the turn `turn_id` for a visitor who names it (ADP's SSE stop call): False when
+        no such turn is in progress in that visitor's session.
+
+        Raises TurnRejected when the application's key is refused, as for a new turn."""
+        app_row, _, _ = await self._released(app_key)
+        owner = await self._owner(turn_id)
+        if owner is None or not _owned_by(owner, app_row.id, session_id, visitor_id, face):
+            return False
+        return await self.stop_turn(turn_id)
+
+    def _stop_here(self, turn_id: int) -> bool:
         task = self._tasks.get(turn_id)
         if task is None or task.done():
             return False

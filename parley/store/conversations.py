@@ -3,7 +3,8 @@
 An answer's record exists from the moment its question is stored: it is written with the
 question, in progress (`IN_PROGRESS`), grows by checkpoints while the answer streams and is
 replaced by the finished answer. A process that dies leaves records in progress behind;
-`close_unfinished` closes them at the next start (`INTERRUPTED`, with the last checkpoint's text).
+`close_unfinished` closes them at the next start (`INTERRUPTED`, with the last checkpoint's text),
+or, with several instances, `close_interrupted` once the dead holder's lease expired.
 """
 
 from __future__ import annotations
@@ -185,6 +186,24 @@ def _interrupted_stat(stat: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**stat, "procedures": procedures}
 
 
+async def _interrupt(conn: Any, record: RecordRow) -> bool:
+    """Marks `record` INTERRUPTED (updating it in place) if it is still in progress; whether it was."""
+    values = {
+        "status": INTERRUPTED,
+        "error_message": INTERRUPTED_MESSAGE,
+        "token_stat": _interrupted_stat(record.token_stat),
+        "finished_at": record.finished_at or record.created_at or int(time.time() * 1000),
+    }
+    result = await conn.execute(
+        records.update().where((records.c.id == record.id) & (records.c.status == IN_PROGRESS)).values(**values)
+    )
+    if result.rowcount != 1:
+        return False
+    for name, value in values.items():
+        setattr(record, name, value)
+    return True
+
+
 class SessionReader:
     """Coalesced session lookups: those asked while one query runs share the next query.
 
@@ -354,28 +373,38 @@ class ConversationRepository:
         and token statistics; returns how many. Run at start-up, before any turn.
 
         On SQLite one process serves a database file, so at start-up every record in progress
-        belongs to a process that died. Several instances sharing a database (PostgreSQL)
-        cannot tell a dead writer from a slow one that way; for them a record in progress
-        would carry a lease (the instance's id and an expiry, renewed by each checkpoint and
-        by a heartbeat while the model is silent), and every instance would close, from time
-        to time, only records whose lease has expired, with a conditional UPDATE (`WHERE
-        status = IN_PROGRESS AND lease_expires < now`) so that one instance closes each, and
-        append the terminal event to the turn's stream on the bus.
+        belongs to a process that died. Several instances sharing a database cannot tell a dead
+        writer from a slow one that way: with a shared bus, each turn's holder keeps a lease on
+        it there, and every instance closes from time to time only the answers whose lease
+        expired (`in_progress`, `close_interrupted`; see engine/reaper.py).
         """
         async with self._engine.begin() as conn:
             rows = [_record(r) for r in await conn.execute(records.select().where(records.c.status == IN_PROGRESS))]
             for record in rows:
-                await conn.execute(
-                    records.update()
-                    .where((records.c.id == record.id) & (records.c.status == IN_PROGRESS))
-                    .values(
-                        status=INTERRUPTED,
-                        error_message=INTERRUPTED_MESSAGE,
-                        token_stat=_interrupted_stat(record.token_stat),
-                        finished_at=record.finished_at or record.created_at or int(time.time() * 1000),
-                    )
-                )
+                await _interrupt(conn, record)
         return len(rows)
+
+    async def in_progress(self, opened_before: int, limit: int = 500) -> list[int]:
+        """Ids of answers still in progress whose record was opened before `opened_before` (ms), oldest first."""
+        query = (
+            sa.select(records.c.id)
+            .where((records.c.status == IN_PROGRESS) & (records.c.created_at < opened_before))
+            .order_by(records.c.id)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [row.id for row in await conn.execute(query)]
+
+    async def close_interrupted(self, record_id: int) -> RecordRow | None:
+        """Closes one answer in progress as INTERRUPTED, as close_unfinished does; returns the
+        record as closed, or None when it was no longer in progress. The update is conditional,
+        so that of several instances closing it at once exactly one does."""
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(records.select().where(records.c.id == record_id))).first()
+            if row is None or row.status != IN_PROGRESS:
+                return None
+            record = _record(row)
+            return record if await _interrupt(conn, record) else None
 
     async def aclose(self) -> None:
         await self._writer.aclose()

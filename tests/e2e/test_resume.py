@@ -145,8 +145,14 @@ def test_a_dropped_cloudbase_stream_resumes_from_the_next_event(parley, model):
     assert_resumes(bot.url("/send-message"), {"msg": "resume me"}, bot.headers(), cloudbase_text, model)
 
 
-def assert_resumes(url: str, body: dict[str, Any], headers: dict[str, str], text: Callable[[list[str]], str], model) -> None:
+def assert_resumes(
+    url: str, body: dict[str, Any], headers: dict[str, str], text: Callable[[list[str]], str], model,
+    resume_url: str | None = None,
+) -> None:
+    """Reads part of the turn at `url`, then the rest (and the replays) at `resume_url` (another
+    instance's same call; by default the same)."""
     first = read_events(url, body, headers, stop_after=5)
+    url = resume_url or url
     turn = event_id(first[0]).split("-")[0]
     rest = read_events(url, body, {**headers, "Last-Event-ID": event_id(first[-1])})
     whole = first + rest

@@ -78,6 +78,25 @@ V2_CHAT_REQUEST = obj(
     ["ConversationId", "AppKey", "VisitorId", "Contents"],
 )
 
+STOP_REQUEST = obj(
+    {
+        "request_id": string(255),
+        "session_id": SESSION,
+        "bot_app_key": string(128, minLength=1),
+        "visitor_biz_id": string(64, minLength=1),
+        "record_id": string(20, pattern="^[0-9]{1,20}$", description="The answer's record_id, from its reply events."),
+    },
+    ["session_id", "bot_app_key", "visitor_biz_id", "record_id"],
+)
+
+STOP_ANSWER = answer(
+    "Always 200: `{type: \"stop\", payload: {record_id}}` when the answer was stopped, else "
+    "`{type: \"error\", error: {code, message}}` (460006: no such answer in progress in this session).",
+    "application/json",
+    obj({"type": string(), "request_id": string(), "payload": OBJECT,
+         "error": obj({"code": {"type": "integer"}, "message": string()})}, ["type"]),
+)
+
 DOC_PARSE_REQUEST = obj(
     {
         "request_id": string(255),
@@ -125,6 +144,13 @@ def paths(bucket: str) -> PathItems:
                 "Chat over server-sent events", {200: EVENT_STREAM}, tags=["adp"], body=json_body(CHAT_REQUEST),
                 parameters=[last_event_id()],
                 description="The application is named by `bot_app_key`; see docs/adp.md.",
+            )
+        },
+        "/v1/qbot/chat/stop": {
+            "post": operation(
+                "Stop an answer in progress (for SSE clients; on any instance)", {200: STOP_ANSWER}, tags=["adp"],
+                body=json_body(STOP_REQUEST),
+                description="Parley's own call: Socket.IO clients use `stop_generation`. See docs/adp.md.",
             )
         },
         "/adp/v2/chat": {

@@ -35,11 +35,15 @@ def frame(name: str, payload: dict[str, Any]) -> bytes:
     return b"event:%s\ndata:%s\n\n" % (name.encode(), orjson.dumps({"type": name, "payload": payload}))
 
 
-def error_frame(code: int, message: str, request_id: str = "") -> bytes:
-    """An `error` event in both shapes clients read: top-level `error` and `payload.error`."""
+def error_body(code: int, message: str, request_id: str = "") -> dict[str, Any]:
+    """An error in both shapes clients read: top-level `error` and `payload.error`."""
     error = {"code": code, "message": message}
-    body = {"type": "error", "request_id": request_id, "error": error, "payload": {"request_id": request_id, "error": error}}
-    return b"event:error\ndata:%s\n\n" % orjson.dumps(body)
+    return {"type": "error", "request_id": request_id, "error": error, "payload": {"request_id": request_id, "error": error}}
+
+
+def error_frame(code: int, message: str, request_id: str = "") -> bytes:
+    """An `error` event (see error_body)."""
+    return b"event:error\ndata:%s\n\n" % orjson.dumps(error_body(code, message, request_id))
 
 
 class AdpRenderer:
