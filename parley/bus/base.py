@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any, Protocol
 
 
 class UnknownTurn(KeyError):
     """No stream for that turn: never opened, or expired after it ended."""
+
+
+async def flatten(batches: AsyncIterator[list[Any] | None]) -> AsyncIterator[Any]:
+    """`subscribe` from `subscribe_batches`: each event on its own (None stays a tick)."""
+    async with aclosing(batches):
+        async for batch in batches:
+            if batch is None:
+                yield None
+            else:
+                for event in batch:
+                    yield event
 
 
 class Codec(Protocol):

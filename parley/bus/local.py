@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from parley.bus.base import UnknownTurn
+from parley.bus.base import UnknownTurn, flatten
 
 
 _IDLE = object()
@@ -74,13 +74,8 @@ class LocalBus:
         loop = asyncio.get_running_loop()
         self._expiry[turn_id] = loop.call_later(self._retention, self._expire, turn_id)
 
-    async def subscribe(self, turn_id: int, offset: int = 0, idle: float | None = None) -> AsyncIterator[Any]:
-        async for batch in self.subscribe_batches(turn_id, offset, idle):
-            if batch is None:
-                yield None
-            else:
-                for event in batch:
-                    yield event
+    def subscribe(self, turn_id: int, offset: int = 0, idle: float | None = None) -> AsyncIterator[Any]:
+        return flatten(self.subscribe_batches(turn_id, offset, idle))
 
     async def subscribe_batches(
         self, turn_id: int, offset: int = 0, idle: float | None = None

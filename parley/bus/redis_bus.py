@@ -37,7 +37,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from parley.bus.base import Codec, UnknownTurn
+from parley.bus.base import Codec, UnknownTurn, flatten
 from parley.bus.local import LocalBus
 
 log = logging.getLogger(__name__)
@@ -187,14 +187,8 @@ class RedisBus:
 
     # Subscribers -------------------------------------------------------------------------------
 
-    async def subscribe(self, turn_id: int, offset: int = 0, idle: float | None = None) -> AsyncIterator[Any]:
-        async with aclosing(self.subscribe_batches(turn_id, offset, idle)) as batches:
-            async for batch in batches:
-                if batch is None:
-                    yield None
-                else:
-                    for event in batch:
-                        yield event
+    def subscribe(self, turn_id: int, offset: int = 0, idle: float | None = None) -> AsyncIterator[Any]:
+        return flatten(self.subscribe_batches(turn_id, offset, idle))
 
     async def subscribe_batches(
         self, turn_id: int, offset: int = 0, idle: float | None = None

@@ -20,6 +20,7 @@ import pytest
 
 from tests.e2e.test_cloudbase import Bot
 from tests.e2e.test_resume import FACES, TEXT, assert_resumes, cloudbase_text, data_of, event_id, read_events
+from tests.support.sse import event_blocks
 from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
 
 LEASE = 1.0
@@ -85,16 +86,6 @@ def test_a_dropped_cloudbase_stream_resumes_on_another_instance(pair, model):
     assert_resumes(url, {"msg": "resume me"}, bot.headers(), cloudbase_text, model, resume_url=url.replace(a.url, b.url))
 
 
-def sse_blocks(response: httpx.Response) -> Iterator[str]:
-    buffer = ""
-    for text in response.iter_text():
-        buffer += text
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            if not block.startswith(":"):
-                yield block
-
-
 def stop(server: ParleyServer, body: dict[str, Any]) -> dict[str, Any]:
     response = httpx.post(f"{server.url}/v1/qbot/chat/stop", json=body, timeout=30)
     assert response.status_code == 200 and response.headers["content-type"] == "application/json", response.text
@@ -117,7 +108,7 @@ def test_an_answer_is_stopped_from_another_instance_and_the_model_call_closed(pa
     answer: dict[str, Any] | None = None
     replies = []
     with httpx.stream("POST", f"{a.url}/v1/qbot/chat/sse", json=chat, timeout=60) as response:
-        for block in sse_blocks(response):
+        for block in event_blocks(response):
             if "event:reply" not in block:
                 continue
             payload = data_of(block)["payload"]

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_cloudbase import Bot
+from tests.support.sse import event_blocks
 
 TEXT = "Resumed streams carry on from the next event, with nothing repeated and nothing missing at all."
 
@@ -30,15 +31,10 @@ def read_events(url: str, body: dict[str, Any], headers: dict[str, str], stop_af
     with httpx.stream("POST", url, json=body, headers={"Accept": "text/event-stream", **headers}, timeout=60) as response:
         if not response.headers["content-type"].startswith("text/event-stream"):
             return [response.read().decode()]
-        buffer = ""
-        for text in response.iter_text():
-            buffer += text
-            while "\n\n" in buffer:
-                block, buffer = buffer.split("\n\n", 1)
-                if not block.startswith(":"):
-                    events.append(block)
-                if stop_after is not None and len(events) == stop_after:
-                    return events  # leaving the block closes the connection mid-stream
+        for block in event_blocks(response):
+            events.append(block)
+            if stop_after is not None and len(events) == stop_after:
+                return events  # leaving the block closes the connection mid-stream
     return events
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,18 @@ def post_chat(base_url: str, body: dict[str, Any] | bytes, timeout: float = 60) 
     by_type = read_by_json_type(raw)
     assert by_name == by_type, "the event: name and the JSON type disagree"
     return Stream(response.status_code, response.headers, raw, by_name)
+
+
+def event_blocks(response: httpx.Response) -> Iterator[str]:
+    """The events of a stream as it arrives, each block without its blank line; comments
+    (keep-alives) left out. Leaving the loop early leaves the rest unread."""
+    buffer = ""
+    for text in response.iter_text():
+        buffer += text
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            if not block.startswith(":"):
+                yield block
 
 
 # ADP v2: `event:TYPE` and a `data:` line whose JSON `Type` is the same name; `data:[DONE]` ends it.
