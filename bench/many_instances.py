@@ -9,9 +9,9 @@ wheels), one Parley process on SQLite with the in-process bus ("single"), and tw
 processes sharing PostgreSQL and Redis ("A", "B"). Then:
 
 1. turns, round after round, arms in turn at concurrency `--concurrency` (64) with bench/run.py's
-   load generator and short answers: the model alone (direct); single; A alone ("shared x1": what
-   PostgreSQL and the Redis bus cost one process); A and B together, each with half the users
-   ("shared x2"). Turns/s per process, and TTFB added to the direct arm's in the same round;
+   load generator and short answers: the model alone (direct); single; one process on PostgreSQL
+   with the in-process bus (what PostgreSQL alone costs); A alone ("shared x1": PostgreSQL and the
+   Redis bus); A and B together, each with half the users ("shared x2"). Turns/s per process, and TTFB added to the direct arm's in the same round;
 2. resume: a turn started on one instance, its connection dropped after three events and asked
    again with Last-Event-ID, on the other instance (single: the same process): the time from
    sending the resumed request to its first event, p50/p99;
@@ -241,15 +241,19 @@ def main() -> None:
         shared_args = ["--database-url", postgres.new_database(), "--bus-url", redis.new_url()]
         single = start(work, model, "single", [], token)
         servers.append(single)
+        on_postgres = start(work, model, "postgresql", ["--database-url", postgres.new_database()], token)
+        servers.append(on_postgres)
         a = start(work, model, "a", shared_args, token)
         servers.append(a)
         b = start(work, model, "b", shared_args, token)
         servers.append(b)
         single.app_key = create_app(single, token)
+        on_postgres.app_key = create_app(on_postgres, token)
         a.app_key = b.app_key = create_app(a, token)
         arms = {
             "direct": [("direct", model)],
             "single (SQLite, in-process bus)": [("parley", single)],
+            "PostgreSQL, in-process bus": [("parley", on_postgres)],
             "shared x1 (A alone)": [("parley", a)],
             "shared x2 (A + B)": [("parley", a), ("parley", b)],
         }

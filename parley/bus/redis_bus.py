@@ -1,15 +1,15 @@
 """Turn streams shared by every Parley process through Redis.
 
 The process that runs a turn keeps its stream in memory as well (a LocalBus), so that its own
-subscribers read it without asking Redis. Every event is appended to a Redis stream by a
-background writer, which sends what piled up since its last write in one pipeline (the turn
-never waits for Redis), in order, and only then hands the events to the local copy: an event
-is seen by no one before any instance can read it. (Otherwise a client could hold events that
-an instance killed before its next write never stored; resuming elsewhere, it would skip as
-many of the events that follow, the terminal one included.) That costs local subscribers one
-round trip to Redis per batch of events; while Redis is unreachable the streams wait, and
-nothing is lost. Anyone else (a client resuming on another instance, or here once the local
-copy is gone) reads the Redis stream from its offset.
+subscribers are as fast as with the in-process bus; every event is also appended to a Redis
+stream by a background writer, which sends what piled up since its last write in one call
+(the turn never waits for Redis), in order. Anyone else (a client resuming on another
+instance, or here once the local copy is gone) reads the Redis stream from its offset.
+
+An instance that dies may have sent its clients events it had not yet written (a few
+milliseconds' worth); the turn's stream in Redis then ends after the events it has, with
+the terminal events another instance appends (engine/reaper.py), and a client resuming
+it gets that end even though its Last-Event-ID lies past it (faces/resume.py, short_end).
 
 Keys, for a turn T (`prefix` is `parley:`):
 
@@ -50,52 +50,68 @@ READ_BLOCK = 5.0
 """Seconds a remote subscriber with no idle ticks blocks on Redis before it checks the turn still exists."""
 READ_COUNT = 1024
 
-# Appends a turn's events (and header, lease, end) in one call. Idempotent, so that a write
-# retried after a partial failure adds nothing twice: events up to the stream's last id are
-# skipped, and nothing is added to a stream that has ended (a reaper may have closed it).
-#   KEYS: events, header, lease
-#   ARGV: header ('' = none), first event's seq ('' = after the last), ended (1/0), retention ms,
-#         unfinished ttl ms, lease ms ('' = leave the lease), holder, events...
+# Appends what a batch holds for each of its turns (events, header, lease, end) in one call.
+# Idempotent, so that a batch retried after a failure adds nothing twice: a turn's events up
+# to its stream's last id are skipped, and nothing is added to a stream that has ended (a
+# reaper may have closed it). The keys are made here from the turn ids, so one call carries
+# any number of turns (one Redis server, not a cluster).
+#   ARGV: prefix, retention ms, unfinished ttl ms, lease ms, holder, then for each turn:
+#         turn id, header ('' = none), first event's seq ('' = after the last), ended (1/0),
+#         take the lease (1/0), how many events, the events...
 APPEND = """
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local after = 0
-if #last > 0 then
-  if last[1][2][1] == 'end' then return 0 end
-  after = tonumber(string.match(last[1][1], '%-(%d+)$'))
-end
-if ARGV[1] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[6]) end
-local seq = after + 1
-if ARGV[2] ~= '' then seq = tonumber(ARGV[2]) end
-for i = 8, #ARGV do
-  if seq > after then
-    redis.call('XADD', KEYS[1], '0-' .. seq, 'e', ARGV[i])
-    after = seq
+local prefix, retention, unfinished, lease_ms, holder = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local written = 0
+local i = 6
+while i <= #ARGV do
+  local base = prefix .. 'turn:{' .. ARGV[i] .. '}:'
+  local events, header, lease = base .. 'events', base .. 'header', base .. 'lease'
+  local count = tonumber(ARGV[i + 5])
+  local last = redis.call('XREVRANGE', events, '+', '-', 'COUNT', 1)
+  local after, closed = 0, false
+  if #last > 0 then
+    if last[1][2][1] == 'end' then
+      closed = true
+    else
+      after = tonumber(string.match(last[1][1], '%-(%d+)$'))
+    end
   end
-  seq = seq + 1
+  if not closed then
+    if ARGV[i + 1] ~= '' then redis.call('SET', header, ARGV[i + 1], 'PX', unfinished) end
+    if ARGV[i + 4] == '1' then redis.call('SET', lease, holder, 'PX', lease_ms) end
+    local seq = after + 1
+    if ARGV[i + 2] ~= '' then seq = tonumber(ARGV[i + 2]) end
+    for j = i + 6, i + 5 + count do
+      if seq > after then
+        redis.call('XADD', events, '0-' .. seq, 'e', ARGV[j])
+        after = seq
+      end
+      seq = seq + 1
+    end
+    if ARGV[i + 3] == '1' then
+      redis.call('XADD', events, '0-' .. (after + 1), 'end', '1')
+      redis.call('PEXPIRE', events, retention)
+      redis.call('PEXPIRE', header, retention)
+      redis.call('DEL', lease)
+    elseif redis.call('PTTL', events) == -1 then
+      redis.call('PEXPIRE', events, unfinished)
+    end
+    written = written + 1
+  end
+  i = i + 6 + count
 end
-if ARGV[3] == '1' then
-  redis.call('XADD', KEYS[1], '0-' .. (after + 1), 'end', '1')
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  redis.call('DEL', KEYS[3])
-elseif redis.call('PTTL', KEYS[1]) == -1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-end
-return 1
+return written
 """
 
 
 class _Outgoing:
     """What is still to be written of one turn."""
 
-    __slots__ = ("header", "first", "events", "objects", "ended", "lease")
+    __slots__ = ("header", "first", "events", "ended", "lease")
 
     def __init__(self, first: int | None) -> None:
         self.header: bytes | None = None
         self.first = first  # the offset of events[0]
         self.events: list[bytes] = []
-        self.objects: list[Any] = []  # the same events, for the local copy once they are written
         self.ended = False
         self.lease = False
 
@@ -103,7 +119,6 @@ class _Outgoing:
         if self.first is None:
             self.first = newer.first
         self.events.extend(newer.events)
-        self.objects.extend(newer.objects)
         self.header = self.header or newer.header
         self.ended = self.ended or newer.ended
         self.lease = self.lease or newer.lease
@@ -128,7 +143,7 @@ class RedisBus:
         self.instance = uuid.uuid4().hex
         """This process's id, kept in the leases of the turns it runs."""
         self._local = LocalBus(retention=min(local_grace, retention))
-        self._running: dict[int, int] = {}  # opened here and not ended (their leases are renewed): events published
+        self._running: set[int] = set()  # opened here and not ended: their leases are renewed
         self._outgoing: dict[int, _Outgoing] = {}
         self._wake = asyncio.Event()
         self._append = client.register_script(APPEND)
@@ -154,28 +169,28 @@ class RedisBus:
 
     def open(self, turn_id: int, header: Any = None) -> None:
         self._local.open(turn_id, header)
-        self._running[turn_id] = 0
+        self._running.add(turn_id)
         out = self._outgoing[turn_id] = _Outgoing(0)
         out.header = self._codec.encode_header(header)
         out.lease = True
         self._wake.set()
 
     def publish(self, turn_id: int, event: Any) -> int:
-        offset = self._running[turn_id]  # KeyError: not open here, or ended
         data = self._codec.encode_event(event)  # a bad event fails its publisher, not the writer
-        self._running[turn_id] = offset + 1
+        offset = self._local.publish(turn_id, event)
         out = self._outgoing.get(turn_id)
         if out is None:
             out = self._outgoing[turn_id] = _Outgoing(offset)
         out.events.append(data)
-        out.objects.append(event)
         if not self._wake.is_set():
             self._wake.set()
         return offset
 
     def end(self, turn_id: int) -> None:
-        if self._running.pop(turn_id, None) is None:
+        if turn_id not in self._running:
             return
+        self._running.discard(turn_id)
+        self._local.end(turn_id)
         out = self._outgoing.get(turn_id)
         if out is None:
             out = self._outgoing[turn_id] = _Outgoing(None)
@@ -255,10 +270,9 @@ class RedisBus:
         return [turn_id for turn_id, lease in zip(turn_ids, leases) if lease is None and turn_id not in self._running]
 
     async def close_orphan(self, turn_id: int, events: list[Any]) -> bool:
-        keys = [self._key(turn_id, "events"), self._key(turn_id, "header"), self._key(turn_id, "lease")]
         encoded = [self._codec.encode_event(event) for event in events]
-        args = [b"", b"", 1, self._retention_ms, int(UNFINISHED_TTL * 1000), b"", self.instance, *encoded]
-        return bool(await self._append(keys=keys, args=args))
+        turn = [turn_id, b"", b"", 1, 0, len(encoded), *encoded]
+        return bool(await self._append(args=[*self._append_head(), *turn]))
 
     # Background work ---------------------------------------------------------------------------
 
@@ -283,28 +297,17 @@ class RedisBus:
                 self._wake.set()
                 continue
             backoff = 0.05
-            self._deliver(batch)
-
-    def _deliver(self, batch: dict[int, _Outgoing]) -> None:
-        """Hands written events to the local copy, where this process's subscribers read them."""
-        publish = self._local.publish
-        for turn_id, out in batch.items():
-            for event in out.objects:
-                publish(turn_id, event)
-            if out.ended:
-                self._local.end(turn_id)
 
     async def _write(self, batch: dict[int, _Outgoing]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        unfinished_ms = int(UNFINISHED_TTL * 1000)
+        """One call for the whole batch: one round trip, and few arguments for redis-py to pack."""
+        args = self._append_head()
         for turn_id, out in batch.items():
-            keys = [self._key(turn_id, "events"), self._key(turn_id, "header"), self._key(turn_id, "lease")]
-            args = [
-                out.header or b"", b"" if out.first is None else out.first + 1, 1 if out.ended else 0,
-                self._retention_ms, unfinished_ms, self._lease_ms if out.lease else b"", self.instance, *out.events,
-            ]
-            await self._append(keys=keys, args=args, client=pipe)
-        await pipe.execute()
+            args += [turn_id, out.header or b"", b"" if out.first is None else out.first + 1, 1 if out.ended else 0,
+                     1 if out.lease else 0, len(out.events), *out.events]
+        await self._append(args=args)
+
+    def _append_head(self) -> list[Any]:
+        return [self._prefix, self._retention_ms, int(UNFINISHED_TTL * 1000), self._lease_ms, self.instance]
 
     def _requeue(self, batch: dict[int, _Outgoing]) -> None:
         """Puts a batch that was not written back in front of what came since."""

@@ -62,20 +62,24 @@ class EventNumbering:
     without looking for the events' ends, which costs about as much as rendering the packet.
     """
 
-    __slots__ = ("_line", "_count", "_skip", "_one_event")
+    __slots__ = ("_line", "_count", "_skip", "_one_event", "_skipped")
 
     def __init__(self, turn_id: int, skip: int = 0, one_event: bool = False) -> None:
         self._line = b"id:%d-%%d\n" % turn_id  # the id line, with the event number to fill in
         self._count = 0
         self._skip = skip
         self._one_event = one_event
+        self._skipped = b""  # the last write dropped whole (see short_end)
 
     def __call__(self, data: bytes) -> bytes:
         if not data:
             return data
         if self._one_event:
             self._count += 1
-            return self._line % self._count + data if self._count > self._skip else b""
+            if self._count > self._skip:
+                return self._line % self._count + data
+            self._skipped = data
+            return b""
         parts: list[bytes] = []
         start, size = 0, len(data)
         while start < size:
@@ -88,4 +92,21 @@ class EventNumbering:
                 parts.append(self._line % self._count)
                 parts.append(data[start:stop])
             start = stop
+        if not parts:
+            self._skipped = data
         return b"".join(parts)
+
+    def short_end(self, data: bytes | None = None) -> bytes:
+        """The stream's last events (`data`, by default the last write dropped whole) numbered
+        right after the resume point, when the stream ended without passing it; b"" when it
+        did (its end was sent).
+
+        A resumed stream can be shorter than the one the client read: with several instances,
+        one that dies may have sent its client events it had not yet written to the shared bus,
+        and another instance ends the turn after the events it has (engine/reaper.py). The
+        client's Last-Event-ID then lies past the stream's end; without this it would get no end.
+        """
+        if self._count > self._skip:
+            return b""
+        self._count = self._skip
+        return self(self._skipped if data is None else data)

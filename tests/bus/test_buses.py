@@ -176,7 +176,7 @@ async def test_a_dead_process_s_turn_is_an_orphan_once_its_lease_expires_and_is_
     a.open(22)  # still alive, renewed by the heartbeat
     await eventually(lambda: _header_of(b, 21))
     assert await b.orphans([21, 22, 23]) == [23]  # 23: never held by anyone
-    a._running.pop(21)  # a stops renewing 21, as a process that died would
+    a._running.discard(21)  # a stops renewing 21, as a process that died would
     await asyncio.sleep(1.0)  # the lease (0.6 s) expires; 22's was renewed meanwhile
     assert await b.orphans([21, 22]) == [21]
     reader = asyncio.create_task(collect(b.subscribe(21)))

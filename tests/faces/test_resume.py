@@ -47,3 +47,25 @@ def test_no_or_an_empty_last_event_id_starts_a_turn():
 
 def test_a_write_without_its_blank_line_is_one_event_still():
     assert EventNumbering(3)(b"event:a\ndata:{}\n\nevent:b\ndata:{}") == b"id:3-1\nevent:a\ndata:{}\n\nid:3-2\nevent:b\ndata:{}"
+
+
+@pytest.mark.parametrize("one_event", [False, True])
+def test_a_stream_that_ends_before_the_resume_point_still_sends_its_end_after_it(one_event):
+    resumed = EventNumbering(9, skip=5, one_event=one_event)
+    assert resumed(b"event:a\ndata:{}\n\n") == b""
+    assert resumed(b"event:end\ndata:{}\n\n") == b""  # the stream has 2 events; the client says it read 5
+    assert resumed.short_end() == b"id:9-6\nevent:end\ndata:{}\n\n"
+    if not one_event:
+        again = EventNumbering(9, skip=5)
+        again(b"event:a\ndata:{}\n\n")
+        assert again.short_end(b"event:error\ndata:{}\n\ndata:[DONE]\n\n") == (
+            b"id:9-6\nevent:error\ndata:{}\n\nid:9-7\ndata:[DONE]\n\n"
+        )
+
+
+def test_a_stream_that_passed_the_resume_point_sent_its_end_already():
+    resumed = EventNumbering(9, skip=1, one_event=True)
+    resumed(b"event:a\ndata:{}\n\n")
+    assert resumed(b"event:end\ndata:{}\n\n") == b"id:9-2\nevent:end\ndata:{}\n\n"
+    assert resumed.short_end() == b""
+    assert EventNumbering(9).short_end() == b""  # nothing to resume from

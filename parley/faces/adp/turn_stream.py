@@ -97,6 +97,8 @@ async def answer(
             if data:
                 yield data
             if renderer.finished:
+                if resume is not None and (end := numbered.short_end()):
+                    yield end  # the client read past the end this stream has: it still gets the end
                 return  # nothing follows the last event
     finally:
         if info is not None and (renderer is None or not renderer.finished):

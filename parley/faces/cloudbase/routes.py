@@ -208,9 +208,11 @@ async def _answer(
 ) -> AsyncIterator[bytes]:
     """The turn's chunks, each with its id; whatever happens, an error chunk if it did not finish,
     then [DONE]. A client that leaves before the end may resume (faces/resume.py)."""
+    last = b""
     try:
         async for event in services.engine.events(turn_id):
-            frame = numbered(renderer.render(event))
+            last = renderer.render(event)
+            frame = numbered(last)
             if frame:
                 yield frame
             if renderer.finished:
@@ -223,7 +225,8 @@ async def _answer(
     finally:
         if not renderer.finished:
             services.engine.keep_events(turn_id)
-    yield numbered(DONE)
+    # A client that read past the end this stream has (resume.EventNumbering.short_end) still gets the end.
+    yield numbered(DONE) or numbered.short_end(last + DONE)
 
 
 # --- recommend-questions --------------------------------------------------------------
