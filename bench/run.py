@@ -317,7 +317,7 @@ def start_litellm(work: Path, model: Server, plan: Plan) -> LiteLLM:
 def loadgen_argv(arm: str, server: Server, scenario: Scenario, *extra: str) -> list[str]:
     argv = [sys.executable, "-m", "bench.loadgen", "--model", scenario.spec, "--url", server.url]
     if arm == "parley":
-        argv += ["--kind", "adp", "--app-key", server.app_key]  # type: ignore[attr-defined]
+        argv += ["--kind", "adp", f"--app-key={server.app_key}"]  # type: ignore[attr-defined]  # "=": a key may begin with "-"
     else:
         argv += ["--kind", "openai"]
         if arm == "litellm":

@@ -3,7 +3,8 @@ instance, an instance killed mid-answer.
 
 `pair` gives the two instances a test talks to: on the single-process default (one process on
 SQLite with the in-process bus, both "instances" the same) and on a shared deployment (two
-processes on loopback sharing PostgreSQL and Redis). Every resume and stop test runs on both.
+processes on loopback sharing PostgreSQL and Redis). The stop tests run on both; the resume tests
+here on the shared one, as test_resume.py runs the same checks on the single process.
 """
 
 from __future__ import annotations
@@ -67,9 +68,12 @@ def session() -> str:
     return str(uuid.uuid4())
 
 
+# Resuming on the single process: the same assert_resumes, in test_resume.py.
+
+
 @pytest.mark.parametrize("face", FACES, ids=lambda f: f.name)
-def test_a_dropped_adp_stream_resumes_on_another_instance(pair, model, face):
-    a, b = pair
+def test_a_dropped_adp_stream_resumes_on_another_instance(shared, model, face):
+    a, b = shared.a, shared.b
     app = a.create_app("many-resume")
     model.script("resume me", content=TEXT, chunk_size=2, delay=0.03)
     body = face.body(app, "v-many", session())
@@ -77,8 +81,8 @@ def test_a_dropped_adp_stream_resumes_on_another_instance(pair, model, face):
     assert len(b.records("many-resume", body.get("session_id") or body["ConversationId"])) == 2
 
 
-def test_a_dropped_cloudbase_stream_resumes_on_another_instance(pair, model):
-    a, b = pair
+def test_a_dropped_cloudbase_stream_resumes_on_another_instance(shared, model):
+    a, b = shared.a, shared.b
     bot = Bot(a, "many-resume-cb")
     model.script("resume me", content=TEXT, chunk_size=2, delay=0.03)
     url = bot.url("/send-message")
@@ -209,7 +213,11 @@ def test_an_instance_killed_mid_answer_is_closed_by_another_and_the_stream_ends(
     records = shared.b.records("many-crash", chat["session_id"])
     answer = next(r for r in records if not r["is_from_self"])
     assert answer["status"] == "interrupted" and answer["content"], answer
-    assert sent.startswith(answer["content"])  # what was checkpointed, all of it sent before the crash
+    # What was sent and what was saved are both the answer's beginning (either may hold a few
+    # characters more than the other: saves are periodic, and the last events before the kill
+    # may have reached the client but not the bus).
+    assert (TEXT * 4).startswith(sent) and (TEXT * 4).startswith(answer["content"]), (sent, answer["content"])
+    assert len(sent) > 40 and len(answer["content"]) > 20  # over a second of answer, saved every 0.2 s
     assert answer["record_id"] == turn
     # Every instance ends the turn alike: a replay from the start on A ends with the same error.
     replay = read_events(shared.a.url + url, chat, {"Last-Event-ID": f"{turn}-0"})

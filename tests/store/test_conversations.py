@@ -167,6 +167,27 @@ async def test_answers_left_in_progress_are_closed_as_interrupted_at_the_next_st
     assert (bare.status, bare.content, bare.token_stat["procedures"]) == ("interrupted", "", [])
 
 
+async def test_of_two_instances_closing_one_answer_left_in_progress_one_does(store):
+    """The lease-based reaper's store side (engine/reaper.py): only answers opened before a time
+    are candidates, and the closing update is conditional."""
+    database, app_id = store
+    repository = ConversationRepository(database.engine)
+    asked = question(app_id, "three")
+    opened = in_progress(app_id, asked)
+    _, _, stored = await repository.begin_turn(app_id, "s-reaped", "jo", asked, 0, opened, face=ADP)
+    await stored
+    assert await repository.in_progress(opened.created_at) == []  # opened just now: not yet a candidate
+    assert opened.id in await repository.in_progress(opened.created_at + 1)
+    other = ConversationRepository(database.engine)
+    closed = await asyncio.gather(repository.close_interrupted(opened.id), other.close_interrupted(opened.id))
+    assert sorted(c is not None for c in closed) == [False, True]
+    record = next(c for c in closed if c is not None)
+    assert (record.id, record.status, record.error_message.startswith("interrupted")) == (opened.id, "interrupted", True)
+    assert (await repository.get_record(opened.id)).status == "interrupted"
+    assert opened.id not in await repository.in_progress(opened.created_at + 1)
+    assert await repository.close_interrupted(asked.id) is None  # a question: never in progress
+
+
 class FailingWriter:
     def __init__(self, error: Exception) -> None:
         self.error, self.calls = error, 0
