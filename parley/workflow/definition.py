@@ -327,7 +327,7 @@ class LoopNode(NodeSpec):
         return {"outputs", "iterations", "item", "index"}
 
     def texts(self) -> list[tuple[str, Any]]:
-        return [("items", self.items), ("break_when", [c.model_dump() for c in self.break_when])]
+        return [("items", self.items)]  # break_when and output see the body: checked with it
 
     def body_nodes(self) -> tuple[list[NodeSpec], list[Problem]]:
         """The body's nodes, parsed once (their problems are named `loop_id/node_id`)."""
