@@ -30,6 +30,9 @@ class NodeSpec(BaseModel):
     """Its outgoing edges carry ports and only the chosen port's edges run."""
     suspends: ClassVar[bool] = False
     """It may pause the run until the user's next question."""
+    grace: ClassVar[float] = 0.0
+    """Seconds the runner waits past `timeout` (a node that enforces the timeout itself
+    reports better why it stopped)."""
 
     id: str
     type: str
@@ -177,6 +180,7 @@ class TagExtractorNode(ModelNode):
 class CodeNode(NodeSpec):
     type_name: ClassVar[str] = "code"
     adp_type: ClassVar[int] = 7
+    grace: ClassVar[float] = 2.0
     type: Literal["code"] = "code"
     language: Literal["python"] = "python"
     code: str

@@ -281,7 +281,7 @@ class WorkflowRunner:
         started = time.perf_counter()
         timeout = node.timeout or self.runtime.node_timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout + node.grace):
                 result: NodeResult = await self._handlers[node.type](ctx)
         except NodeFailed as exc:
             return self._fail(state, record, emit, started, str(exc))

@@ -105,3 +105,29 @@ class Driver:
 @pytest.fixture
 def driver(runtime: WorkflowRuntime, close_models: None) -> Driver:
     return Driver(runtime)
+
+
+class LoopbackServer:
+    """A small ASGI app served on loopback inside the test's event loop (an outside service)."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        from tests.support.processes import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                     loop="asyncio", lifespan="off"))
+
+    async def __aenter__(self) -> "LoopbackServer":
+        import asyncio
+
+        self._task = asyncio.ensure_future(self._server.serve())
+        while not self._server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._server.should_exit = True
+        await self._task
