@@ -99,3 +99,26 @@ class RegistryChat:
             first_token_ms=int(((first or ended) - started) * 1000), total_ms=int((ended - started) * 1000),
             input_tokens=usage.input_tokens if usage else 0, output_tokens=usage.output_tokens if usage else 0,
         )
+
+
+def runtime_from_settings(
+    settings: Any, chat: ChatFunction | None = None, retriever: Retriever | None = None,
+    workflows: Callable[[str], WorkflowDefinition | None] | None = None,
+) -> WorkflowRuntime:
+    """The runtime the operator's `[workflows]` settings (config.WorkflowServerSettings) allow."""
+    import os
+
+    from parley.workflow.sandbox import HTTPSandbox, LocalProcessSandbox
+
+    sandbox: Sandbox | None = None
+    if settings.code_enabled:
+        if settings.sandbox_url:
+            key = os.environ.get(settings.sandbox_api_key_env, "") if settings.sandbox_api_key_env else ""
+            sandbox = HTTPSandbox(settings.sandbox_url, key)
+        else:
+            sandbox = LocalProcessSandbox(memory_mb=settings.code_memory_mb,
+                                          require_network_isolation=settings.code_require_network_isolation)
+    return WorkflowRuntime(
+        chat=chat, retriever=retriever, sandbox=sandbox, workflows=workflows, node_timeout=settings.node_timeout,
+        http=HTTPPolicy(allow_private=settings.http_allow_private, timeout=settings.http_timeout),
+    )
