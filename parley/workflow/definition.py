@@ -552,7 +552,11 @@ def parse_workflow(data: Any) -> WorkflowDefinition:
     problems += node_problems
     header = {k: v for k, v in data.items() if k not in ("nodes", "edges")}
     edges: list[Edge] = []
-    for index, raw_edge in enumerate(data.get("edges") or []):
+    raw_edges = data.get("edges") or []
+    if not isinstance(raw_edges, list):
+        problems.append(Problem(field="edges", message="must be a list of edges"))
+        raw_edges = []
+    for index, raw_edge in enumerate(raw_edges):
         try:
             edges.append(Edge.model_validate(raw_edge))
         except ValidationError as exc:
@@ -568,9 +572,25 @@ def parse_workflow(data: Any) -> WorkflowDefinition:
         problems.append(Problem(field="workflow", message=f"unsupported format version {definition.workflow} (this Parley reads {FORMAT_VERSION})"))
     definition.nodes = nodes
     definition.edges = edges
-    unparsed = {item["id"] for item in data.get("nodes") or [] if isinstance(item, dict) and isinstance(item.get("id"), str)}
+    raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), list) else []
+    unparsed = {item["id"] for item in raw_nodes if isinstance(item, dict) and isinstance(item.get("id"), str)}
     unparsed -= {n.id for n in nodes}
     problems += check_graph(definition.nodes, definition.edges, top_level=True, unparsed=unparsed)
     if problems:
         raise WorkflowInvalid(problems)
     return definition
+
+
+def models_used(definition: WorkflowDefinition) -> list[tuple[str, str]]:
+    """(node id, model name) for every node that names a model, loop bodies included."""
+    found: list[tuple[str, str]] = []
+
+    def walk(nodes: list[NodeSpec], prefix: str) -> None:
+        for node in nodes:
+            if isinstance(node, ModelNode) and node.model:
+                found.append((prefix + node.id, node.model))
+            if isinstance(node, LoopNode):
+                walk(node.body_nodes()[0], f"{prefix}{node.id}/")
+
+    walk(definition.nodes, "")
+    return found

@@ -73,7 +73,7 @@ async def test_writing_outside_the_working_folder_is_refused(sandboxed: Driver, 
 
 
 @pytest.mark.parametrize(("code", "words"), [
-    ("import os\ndef main(x):\n    os.system('touch /tmp/x')", "os.system is not allowed in the sandbox"),
+    ("import os\ndef main(x):\n    os.system('true')", "os.system is not allowed in the sandbox"),
     ("import os\ndef main(x):\n    os.remove('/etc/hostname')", "os.remove outside the working folder is not allowed"),
     ("import socket\ndef main(x):\n    socket.create_connection(('127.0.0.1', 22))", "socket"),
     ("import ctypes\ndef main(x):\n    return {}", "ctypes"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import yaml
 
 from parley.workflow.definition import WorkflowInvalid, parse_workflow
@@ -136,3 +138,27 @@ nodes:
 edges: [{source: start, target: x}, {source: x, target: end}, {source: end, target: nowhere}]
 """)
     assert [p[0] for p in found] == ["x", "nowhere", "end"], found
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+node_types = st.sampled_from(["start", "end", "llm", "loop", "condition", "code", "intent", "message", "nope"])
+nodes = st.fixed_dictionaries({"id": st.sampled_from(["a", "b", "c", "start"]), "type": node_types},
+                              optional={"reply": json_values, "body": json_values, "branches": json_values,
+                                        "prompt": json_values, "text": json_values, "items": json_values})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.fixed_dictionaries({"name": st.sampled_from(["w", "bad name!", 3])},
+                             optional={"nodes": st.lists(nodes, max_size=5) | json_values,
+                                       "edges": st.lists(json_values, max_size=4) | json_values,
+                                       "mode": json_values, "workflow": json_values}))
+def test_any_input_is_either_a_workflow_or_a_list_of_problems(data: dict) -> None:
+    """The admin API hands whatever a client sends to parse_workflow: it must never crash."""
+    try:
+        parse_workflow(data)
+    except WorkflowInvalid as exc:
+        assert exc.problems and all(p.message for p in exc.problems)
