@@ -354,6 +354,19 @@ class Engine:
             return []
         return await self.conversations.list_records(session.id, count, before_id)
 
+    async def workflow_runs(self, app_id: int, session_id: str | None = None, limit: int = 50) -> list[Any]:
+        """The application's (or one session's) workflow runs, newest first: state and trace."""
+        if self.workflows is None:
+            return []
+        return await self.workflows.runs.list(app_id, session_id, limit)
+
+    async def workflow_run(self, app_id: int, run_id: int) -> Any | None:
+        """One workflow run of the application, with its trace; None if there is none such."""
+        if self.workflows is None:
+            return None
+        run = await self.workflows.runs.get(run_id)
+        return run if run is not None and run.app_id == app_id else None
+
     async def rate_record(
         self, app_id: int, record_id: int, score: int, reasons: list[str] | None = None, feedback: str = "",
         *, face: str,

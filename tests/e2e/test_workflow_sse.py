@@ -102,3 +102,28 @@ def test_workflow_status_disable_skips_the_workflow(parley, model):
     stream = ask(parley, app, "wf-s4", "just chat", workflow_status="disable")
     final = stream.answer_replies[-1]
     assert final["content"] == "Echo: just chat" and final["reply_method"] == 1 and "work_flow" not in final
+
+
+def test_runs_are_readable_through_the_admin_api(parley, model):
+    app = parley.create_app("wf-traced", workflow=MENU)
+    paused = ask(parley, app, "wf-s5", "drink?").answer_replies[-1]
+    run_id = paused["work_flow"]["workflow_run_id"]
+    [listed] = parley.admin("GET", "/admin/apps/wf-traced/workflow-runs", params={"session_id": "wf-s5"}).json()
+    assert listed["run_id"] == run_id and listed["status"] == "suspended" and listed["record_id"] == paused["record_id"]
+    ask(parley, app, "wf-s5", "Tea")
+    run = parley.admin("GET", f"/admin/apps/wf-traced/workflow-runs/{run_id}").json()
+    assert run["status"] == "finished" and run["reply"] == "Tea it is" and run["release_version"] == 1
+    assert [(n["node_id"], n["status"]) for n in run["nodes"]] == [("start", 2), ("pick", 1), ("pick", 2), ("tea", 2)]
+    assert run["nodes"][2]["input"] == {"options": ["Tea", "Coffee"], "answer": "Tea"}
+    assert parley.admin("GET", "/admin/apps/wf-traced/workflow-runs/123").status_code == 404
+    assert parley.admin("GET", "/admin/apps/wf-traced/workflow-runs/nope").status_code == 404
+    assert parley.admin("GET", "/admin/apps/wf-traced/workflow-runs", params={"limit": "0"}).status_code == 400
+
+
+def test_a_broken_run_is_traced_with_its_failure(parley, model):
+    app = parley.create_app("wf-broken-trace", workflow=BROKEN)
+    ask(parley, app, "wf-s6", "go")
+    [run] = parley.admin("GET", "/admin/apps/wf-broken-trace/workflow-runs").json()
+    detail = parley.admin("GET", f"/admin/apps/wf-broken-trace/workflow-runs/{run['run_id']}").json()
+    assert detail["status"] == "failed" and detail["failed_node"] == "start"
+    assert detail["nodes"][-1]["fail_message"] == "required input 'n' is missing (custom_variables)"
