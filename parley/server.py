@@ -91,7 +91,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         apps, conversations, models, bus,
         LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files), documents, knowledge,
         CheckpointPolicy(settings.answer_checkpoint_interval, settings.answer_checkpoint_chars),
-        WorkflowHost(settings.workflows, WorkflowRunRepository(database.engine), models),
+        WorkflowHost(settings.workflows, WorkflowRunRepository(database.engine), models, knowledge),
     )
     cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)
     messaging = open_messaging(settings, database.engine, engine, apps)

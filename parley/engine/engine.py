@@ -176,7 +176,7 @@ class Engine:
                 workflow = await self.workflows.turn(
                     release.id, release.version, app.workflow, app_id=app_row.id, session_id=request.session_id,
                     visitor_id=request.visitor_id, question=request.content, model=request.model_name or app.model,
-                    inputs=request.custom_variables,
+                    inputs=request.custom_variables, knowledge_settings=app.knowledge,
                 )
             now_ms = int(time.time() * 1000)
             question = RecordRow(

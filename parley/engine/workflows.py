@@ -5,7 +5,7 @@ when it pauses or ends. The turn (turn.py) streams the run and renders its event
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parley.config import WorkflowServerSettings
 from parley.models.registry import ModelRegistry
@@ -13,7 +13,29 @@ from parley.store.workflows import WorkflowRunRepository, WorkflowRunRow
 from parley.workflow.definition import WorkflowDefinition, parse_workflow
 from parley.workflow.events import NodeRecord
 from parley.workflow.runner import RunState, SystemValues, WorkflowRunner
-from parley.workflow.seams import RegistryChat, runtime_from_settings
+from parley.workflow.seams import Passage, RegistryChat, runtime_from_settings
+
+if TYPE_CHECKING:
+    from parley.engine.sources import KnowledgeSource
+
+
+class KnowledgeRetriever:
+    """The workflow's Retriever over the application's knowledge base: segments only (Q&A
+    pairs are the knowledge Q&A node's business through its model), within the node's labels."""
+
+    def __init__(self, knowledge: KnowledgeSource, app_id: int, settings: Any) -> None:
+        self._knowledge = knowledge
+        self._app_id = app_id
+        self._settings = settings
+
+    async def retrieve(self, query: str, *, labels: dict[str, list[str]], top_k: int) -> list[Passage]:
+        settings = self._settings.model_copy(update={"qa_enabled": False, "top_k": top_k, "enabled": True})
+        visitor_labels = [{"name": name, "values": values} for name, values in labels.items()]
+        scope = self._knowledge.scope({}, visitor_labels, settings)
+        resolution = await self._knowledge.resolve(self._app_id, query, scope, settings)
+        return [Passage(content=p.text, title=p.doc_name, score=p.similarity,
+                        metadata={"doc_id": str(p.doc_id), "segment_id": str(p.segment_id), "url": p.url})
+                for p in resolution.passages]
 
 
 @dataclass(slots=True)
@@ -53,10 +75,12 @@ class WorkflowTurn:
 class WorkflowHost:
     """Starts and resumes runs for the engine."""
 
-    def __init__(self, settings: WorkflowServerSettings, runs: WorkflowRunRepository, models: ModelRegistry) -> None:
+    def __init__(self, settings: WorkflowServerSettings, runs: WorkflowRunRepository, models: ModelRegistry,
+                 knowledge: KnowledgeSource | None = None) -> None:
         self.settings = settings
         self.runs = runs
         self.models = models
+        self.knowledge = knowledge
         self._definitions: dict[int, WorkflowDefinition] = {}  # by release id: releases never change
 
     def definition(self, release_id: int, data: dict[str, Any]) -> WorkflowDefinition:
@@ -67,10 +91,12 @@ class WorkflowHost:
 
     async def turn(
         self, release_id: int, release_version: int | None, data: dict[str, Any], *, app_id: int, session_id: str,
-        visitor_id: str, question: str, model: str | None, inputs: dict[str, str],
+        visitor_id: str, question: str, model: str | None, inputs: dict[str, str], knowledge_settings: Any = None,
     ) -> WorkflowTurn:
         definition = self.definition(release_id, data)
-        runtime = runtime_from_settings(self.settings, chat=RegistryChat(self.models, model))
+        retriever = (KnowledgeRetriever(self.knowledge, app_id, knowledge_settings)
+                     if self.knowledge is not None and knowledge_settings is not None else None)
+        runtime = runtime_from_settings(self.settings, chat=RegistryChat(self.models, model), retriever=retriever)
         runner = WorkflowRunner(runtime)
         system = SystemValues(query=question, visitor=visitor_id, session=session_id)
         waiting = await self.runs.waiting(app_id, session_id)
