@@ -197,10 +197,7 @@ class DifyImport:
             kind = types.get(var.get("type", "text-input"))
             if kind is None:
                 raise _Refused(f"start input {var.get('variable')!r} of type {var.get('type')!r} (files are not imported)")
-            param = {"name": var["variable"], "type": kind, "required": bool(var.get("required", False)),
-                     "description": str(var.get("label") or "")}
-            if var.get("options"):
-                param["options"] = [str(o) for o in var["options"]]
+            param = _param(var["variable"], kind, var.get("required"), var.get("label"), var.get("options"))
             if var.get("default") not in (None, ""):
                 param["default"] = var["default"]
             inputs.append(param)
@@ -272,11 +269,7 @@ class DifyImport:
             mapped = "array" if kind.startswith("array") else types.get(kind)
             if mapped is None:
                 raise _Refused(f"parameter {p.get('name')!r} of type {kind!r}")
-            param = {"name": p["name"], "type": mapped, "required": bool(p.get("required", False)),
-                     "description": str(p.get("description") or "")}
-            if p.get("options"):
-                param["options"] = [str(o) for o in p["options"]]
-            params.append(param)
+            params.append(_param(p["name"], mapped, p.get("required"), p.get("description"), p.get("options")))
         query = data.get("query")
         node: dict[str, Any] = {"type": "parameter_extractor", "parameters": params,
                                 "instruction": self._text(data.get("instruction")),
@@ -377,6 +370,14 @@ class DifyImport:
         if data.get("output_selector"):
             node["output"] = self._selector(data["output_selector"])
         return node
+
+
+def _param(name: str, kind: str, required: Any, description: Any, options: Any) -> dict[str, Any]:
+    """A Parley input parameter (start inputs, extractor parameters)."""
+    param: dict[str, Any] = {"name": name, "type": kind, "required": bool(required), "description": str(description or "")}
+    if options:
+        param["options"] = [str(o) for o in options]
+    return param
 
 
 def _pairs(text: str) -> dict[str, str]:

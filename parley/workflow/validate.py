@@ -191,23 +191,22 @@ def _find_cycle(by_id: dict[str, NodeSpec], outgoing: dict[str, list[Edge]]) -> 
     return None
 
 
-def _reachable(start: str, outgoing: dict[str, list[Edge]]) -> set[str]:
-    seen = {start}
-    todo = [start]
-    while todo:
-        for edge in outgoing[todo.pop()]:
-            if edge.target not in seen:
-                seen.add(edge.target)
-                todo.append(edge.target)
-    return seen
-
-
-def _ancestors(node_id: str, incoming: dict[str, list[Edge]]) -> set[str]:
+def _walk(node_id: str, edges: dict[str, list[Edge]], *, backwards: bool) -> set[str]:
+    """The nodes reached from `node_id` along `edges` (outgoing, or incoming when `backwards`)."""
     seen: set[str] = set()
     todo = [node_id]
     while todo:
-        for edge in incoming[todo.pop()]:
-            if edge.source not in seen:
-                seen.add(edge.source)
-                todo.append(edge.source)
+        for edge in edges[todo.pop()]:
+            other = edge.source if backwards else edge.target
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
     return seen
+
+
+def _reachable(start: str, outgoing: dict[str, list[Edge]]) -> set[str]:
+    return {start} | _walk(start, outgoing, backwards=False)
+
+
+def _ancestors(node_id: str, incoming: dict[str, list[Edge]]) -> set[str]:
+    return _walk(node_id, incoming, backwards=True)

@@ -199,6 +199,14 @@ async def session_records(request: Request, services: Services) -> Response:
     return json_response([record_json(r) for r in records])
 
 
+async def _app(request: Request, services: Services) -> App | Response:
+    """The application the path names, or the 404 answer."""
+    app = await services.apps.get(request.path_params["name"])
+    if app is None:
+        return error_response(404, "not_found", f"no application named {request.path_params['name']!r}")
+    return app
+
+
 def run_json(run: Any, trace: bool = False) -> dict[str, Any]:
     """A stored workflow run; with `trace`, every node's record and the run's values."""
     data: dict[str, Any] = {
@@ -214,9 +222,9 @@ def run_json(run: Any, trace: bool = False) -> dict[str, Any]:
 
 
 async def workflow_runs(request: Request, services: Services) -> Response:
-    app = await services.apps.get(request.path_params["name"])
-    if app is None:
-        return error_response(404, "not_found", f"no application named {request.path_params['name']!r}")
+    app = await _app(request, services)
+    if isinstance(app, Response):
+        return app
     try:
         limit = int(request.query_params.get("limit", "50"))
     except ValueError:
@@ -228,9 +236,9 @@ async def workflow_runs(request: Request, services: Services) -> Response:
 
 
 async def workflow_run(request: Request, services: Services) -> Response:
-    app = await services.apps.get(request.path_params["name"])
-    if app is None:
-        return error_response(404, "not_found", f"no application named {request.path_params['name']!r}")
+    app = await _app(request, services)
+    if isinstance(app, Response):
+        return app
     run_id = parse_id(request.path_params["run_id"])
     run = await services.engine.workflow_run(app.id, run_id) if run_id is not None else None
     if run is None:
