@@ -541,5 +541,14 @@ def kb_qa_list(
         console.print(f"{pair.id}  Q: {pair.question}{similar}\n    A: {pair.answer}", highlight=False)
 
 
+def _add_workflow_commands() -> None:
+    from parley.workflow.cli import workflow_cli
+
+    cli.add_typer(workflow_cli, name="workflow")
+
+
+_add_workflow_commands()
+
+
 def main() -> None:
     cli()

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from parley.ids import new_key
 
@@ -106,6 +106,8 @@ class Settings(BaseModel):
     """The knowledge base: embedder, vector index, document limits (`[knowledge]`)."""
     body_limits: "BodyLimitSettings" = Field(default_factory=lambda: BodyLimitSettings())
     """The largest request body each face reads (`[body_limits]`)."""
+    workflows: "WorkflowServerSettings" = Field(default_factory=lambda: WorkflowServerSettings())
+    """What workflow nodes may do on this server: code nodes, HTTP requests (`[workflows]`)."""
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -331,6 +333,30 @@ class KnowledgeServerSettings(BaseModel):
     """Where vector indexes are saved (default: `knowledge/index` in the data directory)."""
     expansion_search: int = Field(96, ge=10, le=4096)
     """HNSW search breadth: larger finds more true neighbours, more slowly."""
+
+
+class WorkflowServerSettings(BaseModel):
+    """The operator's limits on workflows (docs/workflows.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code_enabled: bool = False
+    """Run code nodes at all. Off by default: user code is hostile until proved otherwise."""
+    sandbox_url: str | None = None
+    """An external sandbox service (Dify's sandbox API) to run code nodes in, instead of a
+    local limited process."""
+    sandbox_api_key_env: str | None = None
+    """Environment variable holding the sandbox service's API key."""
+    code_memory_mb: int = Field(512, ge=32, le=65536)
+    """Address-space limit of a local code process."""
+    code_require_network_isolation: bool = True
+    """Refuse to run code nodes where a local process cannot get its own empty network
+    namespace (set false to rely on the audit hook alone; see docs/workflows.md)."""
+    http_allow_private: bool = False
+    """Let HTTP request nodes reach private, loopback and link-local addresses."""
+    http_timeout: float = Field(10.0, gt=0, le=600)
+    node_timeout: float = Field(60.0, gt=0, le=3600)
+    """Seconds a node may take unless its own `timeout` says otherwise."""
 
 
 Settings.model_rebuild()

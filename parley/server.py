@@ -30,6 +30,7 @@ from parley.engine.limits import LocalConcurrencyLimiter, LocalRateLimiter
 from parley.engine.moderation import WordListModerator
 from parley.engine.reaper import TurnReaper
 from parley.engine.turn import CheckpointPolicy
+from parley.engine.workflows import WorkflowHost
 from parley.channels.cloudbase import CloudBaseChannel
 from parley.faces import openapi
 from parley.faces.adp import cloudapi as adp_cloudapi
@@ -63,6 +64,7 @@ from parley.store.database import Database
 from parley.store.known_sessions import KnownSessions
 from parley.store.objects import LocalObjectStore
 from parley.store.realtime_docs import RealtimeDocRepository
+from parley.store.workflows import WorkflowRunRepository
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,7 @@ async def _open_services(settings: Settings, database: Database, models: ModelRe
         apps, conversations, models, bus,
         LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files), documents, knowledge,
         CheckpointPolicy(settings.answer_checkpoint_interval, settings.answer_checkpoint_chars),
+        WorkflowHost(settings.workflows, WorkflowRunRepository(database.engine), models, knowledge),
     )
     cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)
     messaging = open_messaging(settings, database.engine, engine, apps)

@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "parley"
 
-DOMAIN = ("parley.engine", "parley.knowledge", "parley.messaging", "parley.channels")
+DOMAIN = ("parley.engine", "parley.knowledge", "parley.messaging", "parley.channels", "parley.workflow")
 RULES = [
     pytest.param("parley.faces", ("parley.store",), "faces reach data through services", id="faces-no-store"),
     pytest.param(
@@ -24,6 +24,11 @@ RULES = [
         "the store imports no domain package", id="store-no-domain",
     ),
     pytest.param("parley.knowledge", ("parley.engine",), "the engine uses knowledge, not the reverse", id="knowledge-no-engine"),
+    pytest.param(
+        "parley.workflow", ("parley.engine", "parley.knowledge", "parley.messaging", "parley.store", "parley.services",
+                            "parley.server"),
+        "workflows reach models, knowledge and storage through their seams (workflow/seams.py)", id="workflow-seams",
+    ),
     *(
         pytest.param(domain, ("parley.faces",), "the domain knows no wire format", id=f"{domain[7:]}-no-faces")
         for domain in DOMAIN

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from parley.knowledge.settings import KnowledgeSettings
 from parley.store.apps import AppRepository, AppRow, PublishConflict, ReleaseRow
+from parley.workflow.definition import WorkflowInvalid, models_used, parse_workflow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -63,6 +64,19 @@ class AppConfig(BaseModel):
     """This application's own sensitive words, checked with the global lists."""
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     """How answers draw on the knowledge base: Q&A pairs, retrieval, scoping by labels."""
+    workflow: dict[str, Any] | None = None
+    """The workflow that answers this application's questions (docs/workflows.md), in Parley's
+    format; part of the configuration, so a draft's changes reach visitors at the next publish."""
+
+    @field_validator("workflow")
+    @classmethod
+    def _workflow(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        try:
+            return parse_workflow(value).to_data()
+        except WorkflowInvalid as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("name")
     @classmethod
@@ -127,6 +141,11 @@ class ApplicationService:
             raise AppError(_describe(exc)) from exc
         if config.model is not None and config.model not in self._known_models():
             raise AppError(f"model {config.model!r} is not configured (known: {', '.join(self._known_models())})")
+        if config.workflow is not None:
+            for node_id, model in models_used(parse_workflow(config.workflow)):
+                if model not in self._known_models():
+                    raise AppError(f"workflow node {node_id!r}: model {model!r} is not configured "
+                                   f"(known: {', '.join(self._known_models())})")
         return config
 
     async def apply(self, data: dict[str, Any]) -> tuple[App, bool]:

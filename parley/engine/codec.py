@@ -22,6 +22,7 @@ from parley.engine.events import (
     ThoughtDelta,
     ThoughtEnd,
     UserEcho,
+    WorkflowStatus,
 )
 from parley.engine.engine import TurnOwner
 from parley.engine.faces import Face
@@ -33,6 +34,7 @@ _TAGS: dict[type, str] = {
     ThoughtDelta: "thought",
     ThoughtEnd: "thought_end",
     References: "references",
+    WorkflowStatus: "workflow",
     Final: "final",
     Failure: "failure",
 }

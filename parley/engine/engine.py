@@ -20,6 +20,7 @@ from parley.engine.moderation import Moderator
 from parley.engine.prompt import render_role
 from parley.engine.sources import DocumentSource, KnowledgeSource
 from parley.engine.turn import CheckpointPolicy, DirectReply, TurnInfo, TurnPlan, TurnRequest, TurnRunner
+from parley.engine.workflows import WorkflowHost
 from parley.ids import new_id
 from parley.models.registry import ModelRegistry
 from parley.store.apps import AppRow, ReleaseRow
@@ -61,8 +62,10 @@ class Engine:
         documents: DocumentSource | None = None,
         knowledge: KnowledgeSource | None = None,
         checkpoints: CheckpointPolicy | None = None,
+        workflows: WorkflowHost | None = None,
     ) -> None:
-        """`checkpoints`: how often an answer in progress is saved (None: only when it ends)."""
+        """`checkpoints`: how often an answer in progress is saved (None: only when it ends);
+        `workflows`: runs applications' workflows (None: questions never go through one)."""
         self.apps = apps
         self.conversations = conversations
         self.models = models
@@ -73,6 +76,7 @@ class Engine:
         self.documents = documents
         self.knowledge = knowledge
         self.checkpoints = checkpoints
+        self.workflows = workflows
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._configs: dict[int, AppConfig] = {}  # parsed releases by release id; releases never change
         self._releases: RefreshingCache[str, tuple[AppRow | None, ReleaseRow | None]] = RefreshingCache(
@@ -126,7 +130,7 @@ class Engine:
         once; a question that cannot be stored ends the turn with an error and no echo.
         """
         started = time.monotonic()
-        app_row, _, app = await self._released(request.app_key)
+        app_row, release, app = await self._released(request.app_key)
 
         model_name = request.model_name or app.model or self.models.default_name
         model_config = self.models.config(model_name)
@@ -173,6 +177,13 @@ class Engine:
             raise TurnRejected(ErrorKind.CONCURRENCY_EXCEEDED)
 
         try:
+            workflow = None
+            if direct is None and app.workflow is not None and request.workflow_enabled and self.workflows is not None:
+                workflow = await self.workflows.turn(
+                    release.id, release.version, app.workflow, app_id=app_row.id, session_id=request.session_id,
+                    visitor_id=request.visitor_id, question=request.content, model=request.model_name or app.model,
+                    inputs=request.custom_variables, knowledge_settings=app.knowledge,
+                )
             now_ms = int(time.time() * 1000)
             question = RecordRow(
                 id=new_id(),
@@ -199,7 +210,8 @@ class Engine:
                 created_at=now_ms // 1000 * 1000,
                 request_id=request.request_id,
                 related_record_id=question.id,
-                reply_method=direct.reply_method if direct is not None else _reply_method(documents),
+                reply_method=direct.reply_method if direct is not None else (
+                    ReplyMethod.WORKFLOW if workflow is not None else _reply_method(documents)),
                 model="" if direct is not None else model_name,
                 is_llm_generated=direct is None,
             )
@@ -245,11 +257,12 @@ class Engine:
             thought_guard=self.moderator.guard(app_words) if direct is None else None,
             client_history=request.history,
             documents=documents,
-            knowledge=knowledge if direct is None else None,
+            knowledge=knowledge if direct is None and workflow is None else None,
             knowledge_scope=scope,
             question_stored=question_stored,
             echo=UserEcho(question.id, question.content, info.timestamp, question.is_evil, request.file_infos),
             checkpoints=self.checkpoints,
+            workflow=workflow,
         )
         task = asyncio.create_task(self._run(TurnRunner(plan, self.bus, self.conversations), limit_key))
         self._tasks[answer_id] = task
@@ -367,6 +380,19 @@ class Engine:
         if session is None:
             return []
         return await self.conversations.list_records(session.id, count, before_id)
+
+    async def workflow_runs(self, app_id: int, session_id: str | None = None, limit: int = 50) -> list[Any]:
+        """The application's (or one session's) workflow runs, newest first: state and trace."""
+        if self.workflows is None:
+            return []
+        return await self.workflows.runs.list(app_id, session_id, limit)
+
+    async def workflow_run(self, app_id: int, run_id: int) -> Any | None:
+        """One workflow run of the application, with its trace; None if there is none such."""
+        if self.workflows is None:
+            return None
+        run = await self.workflows.runs.get(run_id)
+        return run if run is not None and run.app_id == app_id else None
 
     async def rate_record(
         self, app_id: int, record_id: int, score: int, reasons: list[str] | None = None, feedback: str = "",

@@ -28,6 +28,8 @@ class ErrorKind(str, Enum):
     PROMPT_RENDER_FAILED = "prompt_render_failed"
     MODEL_TIMEOUT = "model_timeout"
     MODEL_FAILED = "model_failed"
+    WORKFLOW_FAILED = "workflow_failed"
+    """A workflow node failed; the message names the node and says why (its FailMessage)."""
     STORE_BUSY = "store_busy"
     """The database stayed locked by another writer past the busy timeout: try again shortly."""
     INTERNAL = "internal"

@@ -15,6 +15,7 @@ PROCEDURE_TITLES = {
     "large_language_model": "大模型回复",
     "thought": "思考",
     "file": "读取文件",
+    "workflow": "工作流",
 }
 
 
@@ -96,6 +97,15 @@ class Final:
     """The answer hit a sensitive word and was replaced by the refusal."""
     knowledge: tuple[dict[str, Any], ...] = ()
     quote_infos: tuple[dict[str, int], ...] = ()
+    work_flow: dict[str, Any] | None = None
+    """A workflow's answer: ADP's work_flow object (option cards, outputs, the last node)."""
+
+
+@dataclass(slots=True, frozen=True)
+class WorkflowStatus:
+    """A workflow node started or ended: ADP's work_flow object, with current_node."""
+
+    work_flow: dict[str, Any]
 
 
 @dataclass(slots=True, frozen=True)
@@ -106,7 +116,7 @@ class Failure:
     message: str
 
 
-Event = UserEcho | Progress | ThoughtDelta | ThoughtEnd | ReplyDelta | References | Final | Failure
+Event = UserEcho | Progress | ThoughtDelta | ThoughtEnd | ReplyDelta | References | WorkflowStatus | Final | Failure
 
 
 class ReplyMethod:
@@ -121,6 +131,8 @@ class ReplyMethod:
     CONCURRENCY_EXCEEDED = 7
     REALTIME_DOCUMENT = 14
     WORKFLOW = 16
+    WORKFLOW_OPERATION = 17
+    """A workflow that only performed an operation (its end node gives no reply)."""
 
 
 def compact_events(events: list[Any]) -> list[Any]:

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parley.bus.base import Bus
 from parley.config import ModelConfig
@@ -39,6 +39,7 @@ from parley.engine.events import (
     ThoughtDelta,
     ThoughtEnd,
     UserEcho,
+    WorkflowStatus,
 )
 from parley.engine.citations import CitationMarks
 from parley.engine.faces import Face
@@ -48,6 +49,10 @@ from parley.engine.prompt import build_messages, documents_material, estimate_to
 from parley.models.base import ChatModel, ModelError, Usage
 from parley.store.conversations import IN_PROGRESS, ConversationRepository, RecordRow
 from parley.store.database import is_busy
+from parley.workflow.events import NodeProgress, WorkflowFailed, WorkflowFinished, WorkflowMessage, WorkflowSuspended
+
+if TYPE_CHECKING:
+    from parley.engine.workflows import WorkflowTurn
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,8 @@ class TurnRequest:
     visitor_labels: list[dict[str, Any]] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)
     """(question, answer) pairs the client sent along; when given, the model sees them instead of the stored history."""
+    workflow_enabled: bool = True
+    """False (ADP `workflow_status: disable`): the application's workflow is skipped for this question."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -141,9 +148,13 @@ class TurnPlan:
     """The question's echo, emitted once it is stored."""
     checkpoints: CheckpointPolicy | None = None
     """How often the answer in progress is saved; None: only when it ends."""
+    workflow: WorkflowTurn | None = None
+    """The application's workflow answers this question (a new run, or the session's paused one)."""
 
     @property
     def reply_method(self) -> int:
+        if self.workflow is not None:
+            return ReplyMethod.WORKFLOW
         return ReplyMethod.REALTIME_DOCUMENT if self.documents else ReplyMethod.LLM
 
 
@@ -173,6 +184,10 @@ class TurnRunner:
         self._saved_size = 0
         self._saved_at = plan.started
         self._saving: asyncio.Future[None] | None = None
+        # A workflow's answer: its final work_flow object, model usage and reply method.
+        self._work_flow: dict[str, Any] | None = None
+        self._workflow_usage: Procedure | None = None
+        self._workflow_method = ReplyMethod.WORKFLOW
 
     def _elapsed(self) -> int:
         return int((time.monotonic() - self.plan.started) * 1000)
@@ -232,9 +247,13 @@ class TurnRunner:
         try:
             self._cancellable = True
             try:
-                direct = plan.direct or await self._consult_knowledge()
-                if direct is None:
-                    await self._generate()
+                if plan.workflow is not None and plan.direct is None:
+                    direct = None
+                    await self._run_workflow(plan.workflow)
+                else:
+                    direct = plan.direct or await self._consult_knowledge()
+                    if direct is None:
+                        await self._generate()
             finally:
                 self._cancellable = False
         except asyncio.CancelledError:
@@ -254,6 +273,9 @@ class TurnRunner:
         except TimeoutError:
             await self._fail(ErrorKind.MODEL_TIMEOUT, f"model {plan.info.model} sent nothing in time")
             return
+        except WorkflowFailure as exc:
+            await self._fail(ErrorKind.WORKFLOW_FAILED, str(exc))
+            return
         except Exception as exc:  # an engine bug must still end the turn cleanly
             log.exception("turn %s failed", plan.info.turn_id)
             await self._fail(ErrorKind.INTERNAL, f"internal error: {type(exc).__name__}")
@@ -265,6 +287,8 @@ class TurnRunner:
                 await self._reply_directly(direct)
             elif self._hit is not None:
                 await self._refuse_answer(self._hit)
+            elif plan.workflow is not None:
+                await self._finish_workflow()
             else:
                 await self._finish("success")
         except Exception as exc:  # the store failed: the visitor is told, not left waiting
@@ -295,6 +319,69 @@ class TurnRunner:
         self._emit(References(self._references))
         self._marks = CitationMarks(len(self._references))
         return None
+
+    async def _run_workflow(self, workflow: WorkflowTurn) -> None:
+        """Streams the run: node progress as work_flow events, message nodes' text and the
+        reply as the answer's text. The run is saved (paused or ended) with this answer's record."""
+        plan = self.plan
+        state = workflow.state
+        state.values["sys"]["history"] = [
+            {"role": "user" if r.is_from_self else "assistant", "content": r.content} for r in plan.history
+        ]
+        state.values["sys"]["turn"] = sum(1 for r in plan.history if r.is_from_self)
+        self._emit(Progress("processing", (Procedure("workflow", "processing"),), self._elapsed()))
+        failed: WorkflowFailed | None = None
+        option_cards: list[str] = []
+        outputs: dict[str, Any] = {}
+        last_record = None
+        try:
+            async for event in workflow.runner.stream(workflow.definition, state):
+                if isinstance(event, NodeProgress):
+                    last_record = event.record
+                    self._emit(WorkflowStatus(workflow.work_flow(event.record)))
+                elif isinstance(event, WorkflowMessage):
+                    self._workflow_text(event.text)
+                elif isinstance(event, WorkflowSuspended):
+                    option_cards = event.option_cards
+                    self._workflow_text(event.reply)
+                elif isinstance(event, WorkflowFinished):
+                    outputs = event.outputs
+                    self._workflow_text(event.reply)
+                    if not event.reply:
+                        self._workflow_method = ReplyMethod.WORKFLOW_OPERATION
+                elif isinstance(event, WorkflowFailed):
+                    failed = event
+        finally:
+            records = state.records
+            self._workflow_usage = Procedure(
+                "workflow", "failed" if failed else "success",
+                sum(s.input_tokens for r in records for s in r.statistics),
+                sum(s.output_tokens for r in records for s in r.statistics),
+                plan.info.model if any(r.statistics for r in records) else "", self._elapsed(),
+            )
+        self._work_flow = workflow.work_flow(last_record, option_cards, outputs)
+        await self._store_run(workflow)
+        if failed is not None:
+            raise WorkflowFailure(failed.message)
+
+    async def _store_run(self, workflow: WorkflowTurn) -> None:
+        if self.plan.question_stored is not None:
+            await self.plan.question_stored
+        await workflow.save(self.plan.info.answer_record_id)
+
+    def _workflow_text(self, text: str) -> None:
+        if text:
+            self._emit_text(("\n\n" if self._text else "") + text)
+
+    async def _finish_workflow(self) -> None:
+        procedures = self._procedures("success", model_called=False)
+        record = self._record(
+            "success", procedures, reply_method=self._workflow_method, is_llm_generated=False,
+            extra={"work_flow": self._work_flow},
+        )
+        await self._store(record)
+        self._emit(Progress("success", procedures, self._elapsed()))
+        self._emit(Final(record.content, self._workflow_method, int(time.time()), False, work_flow=self._work_flow))
 
     async def _generate(self) -> None:
         plan = self.plan
@@ -421,6 +508,8 @@ class TurnRunner:
             )
         if self.plan.documents:
             procedures.append(Procedure("file", "success" if status == "processing" else status))
+        if self._workflow_usage is not None:
+            procedures.append(self._workflow_usage)
         if model_called:
             usage = self._usage or Usage(self._input_estimate, 0)
             procedures.append(
@@ -530,6 +619,10 @@ class TurnRunner:
                 log.exception("could not record failed turn %s", record.id)
         self._emit(Progress("failed", self._procedures("failed"), self._elapsed()))
         self._emit(Failure(kind.value, message))
+
+
+class WorkflowFailure(Exception):
+    """A workflow node failed: the message names it and says why."""
 
 
 class QuestionNotStored(Exception):

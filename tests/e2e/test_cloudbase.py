@@ -516,3 +516,24 @@ def test_a_client_history_reaches_the_model_instead_of_the_stored_one(server, mo
     sent = [(m["role"], m["content"]) for m in model.stats()["requests"][-1]["messages"] if m["role"] != "system"]
     assert sent == [("user", "what is my name"), ("assistant", "Ada."), ("user", "and again"),
                     ("assistant", "Still Ada."), ("user", "once more")]
+
+
+def test_a_workflow_answers_in_cloudbase_chunks(server, model):
+    """A workflow's message text and reply reach a CloudBase client as its text chunks (issue 17)."""
+    workflow = {
+        "name": "cb-flow",
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "note", "type": "message", "text": "Looking it up..."},
+            {"id": "ask", "type": "llm", "prompt": "Flow: {{sys.query}}"},
+            {"id": "end", "type": "end", "reply": "{{ask.text}}"},
+        ],
+        "edges": [{"source": "start", "target": "note"}, {"source": "note", "target": "ask"},
+                  {"source": "ask", "target": "end"}],
+    }
+    bot = Bot(server, "cb-workflow", workflow=workflow)
+    model.script("Flow: opening hours", content="Nine to five.")
+    stream = bot.send({"msg": "opening hours", "history": []})
+    assert stream.status == 200 and stream.blocks[-1] == "data: [DONE]"
+    assert stream.content == "Looking it up...\n\nNine to five."
+    assert stream.chunks[-1]["finish_reason"] == "stop"

@@ -141,3 +141,35 @@ def test_v2_streams_carry_references_and_quote_infos(server, model, question, ki
     else:
         assert item["QaRefer"]["QaBizId"] == item["ReferBizId"] and not stream.of("quote_info.added")
         assert stream.texts()["reply"] == "Email support@example.com."
+
+
+def test_a_workflow_searches_the_knowledge_base_within_its_labels(server, model):
+    """Knowledge retrieval and knowledge Q&A nodes search the application's own knowledge base (issue 17)."""
+    workflow = {
+        "name": "kb-flow",
+        "nodes": [
+            {"id": "start", "type": "start", "inputs": [{"name": "dept", "type": "string", "default": "it"}]},
+            {"id": "find", "type": "knowledge_retrieval", "labels": {"dept": ["{{start.dept}}"]}, "top_k": 1},
+            {"id": "answer", "type": "llm", "system": "Facts: {{find.text}}", "prompt": "Flow question: {{sys.query}}"},
+            {"id": "end", "type": "end", "reply": "{{answer.text}}"},
+        ],
+        "edges": [{"source": "start", "target": "find"}, {"source": "find", "target": "answer"},
+                  {"source": "answer", "target": "end"}],
+    }
+    server.create_app("kb-flow", workflow=workflow)
+    for name, (text, label) in DOCUMENTS.items():
+        response = server.admin("POST", "/admin/apps/kb-flow/kb/documents", params=[("name", name), ("label", label)],
+                                content=text.encode())
+        assert response.status_code == 201, response.text
+    deadline = time.monotonic() + 120
+    while any(d["status"] == "learning" for d in server.admin("GET", "/admin/apps/kb-flow/kb/documents").json()):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    model.script("Flow question", content="Done.")
+    _, it = ask(server, "kb-flow", "What is the office wifi password?")
+    assert it.answer_replies[-1]["reply_method"] == 16
+    system = model.stats()["requests"][-1]["messages"][0]["content"]
+    assert system == "Facts: " + DOCUMENTS["wifi.txt"][0]
+    _, hr = ask(server, "kb-flow", "What is the office wifi password?", custom_variables={"dept": "hr"})
+    assert hr.answer_replies[-1]["content"] == "Done."
+    assert "wifi" not in model.stats()["requests"][-1]["messages"][0]["content"]  # out of the node's label scope

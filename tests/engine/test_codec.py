@@ -4,7 +4,11 @@ import pytest
 
 from parley.engine.codec import EngineCodec, UnknownEvent
 from parley.engine.engine import TurnOwner
-from parley.engine.events import Failure, Final, Procedure, Progress, References, ThoughtDelta, ThoughtEnd, UserEcho
+import typing
+
+from parley.engine.events import (
+    Event, Failure, Final, Procedure, Progress, References, ThoughtDelta, ThoughtEnd, UserEcho, WorkflowStatus,
+)
 from parley.engine.faces import Face
 from parley.engine.turn import TurnInfo
 
@@ -17,8 +21,15 @@ EVENTS = [
     ThoughtEnd(40),
     References(({"id": "1", "name": "doc", "type": 2, "url": ""},)),
     Final("the answer", 1, 1700000001, True, "stop", False, ({"doc": 1},), ({"index": 1, "position": 3},)),
+    Final("menu", 16, 1700000002, True, "stop", False, work_flow={"workflow_name": "menu", "option_cards": ["a", "b"]}),
+    WorkflowStatus({"workflow_name": "menu", "current_node": {"NodeID": "start", "NodeType": 1, "Status": 2}}),
     Failure("model_failed", "upstream said no"),
 ]
+
+
+def test_every_kind_of_engine_event_is_covered():
+    """A new event type the codec does not know would fail only on the shared bus, mid-turn."""
+    assert set(typing.get_args(Event)) == {type(event) for event in EVENTS}
 
 
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)

@@ -26,6 +26,7 @@ from parley.store.conversations import ConversationRepository
 from parley.store.database import MIGRATIONS, Database
 from parley.store.knowledge import KnowledgeRepository
 from parley.store.knowledge_labels import AttributeRepository
+from parley.store.workflows import WorkflowRunRepository
 from tests.support.schema import SQLITE_ONLY_PREFIX, migrated_schema, schema_of
 
 APP, RELEASE, SESSION, CB_SESSION, QUESTION, ANSWER = 1001, 1002, 1003, 1004, 1005, 1006
@@ -94,6 +95,9 @@ ROWS: dict[str, list[dict[str, Any]]] = {
     "cloudbase_feedback": [dict(id=5002, app_id=APP, record_id=ANSWER, sender="owner-1", type="upvote", rating=5,
                                 comment="", tags=["fast"], input="", ai_answer="", created_at=NOW,
                                 updated_at=NOW)],
+    "workflow_runs": [dict(id=6001, app_id=APP, release_version=1, session_id="s-1", record_id=ANSWER,
+                           workflow_name="menu", status="suspended", state={"run_id": "6001", "waiting": "pick"},
+                           error="", created_at=NOW, updated_at=NOW)],
 }
 UNWRITTEN = {"alembic_version"}
 
@@ -246,6 +250,9 @@ async def _check_through_repositories(database: Database, written: set[str]) -> 
         assert (segment.text, segment.vector, segment.doc_title) == ("Orders ship in two days.", VECTOR, "FAQ")
         [qa] = await knowledge.list_qa(APP)
         assert (qa.id, qa.question, qa.answer) == (QA, "Refunds?", "Within 30 days.")
+    if "workflow_runs" in written:
+        run = await WorkflowRunRepository(engine).waiting(APP, "s-1")
+        assert run is not None and (run.id, run.state, run.record_id) == (6001, {"run_id": "6001", "waiting": "pick"}, ANSWER)
     if "kb_attributes" in written:
         [attribute] = await AttributeRepository(engine).list(APP)
         assert (attribute.key, [label.name for label in attribute.labels]) == ("region", ["north"])

@@ -8,6 +8,8 @@ from parley.faces.faults import BUSY_MESSAGE, Fault
 BAD_REQUEST = 400
 MODEL_FAILED = 500
 """Parley's own code (ADP documents none) for an upstream model error or an internal fault."""
+WORKFLOW_FAILED = 501
+"""Parley's own code (ADP documents none) for a failed workflow node; the message carries its FailMessage."""
 
 MESSAGES = {
     400: "Request parameter error",
@@ -23,6 +25,7 @@ MESSAGES = {
     460034: "Content too long",
     4505004: "APPKEY is invalid, please verify the source of APPKEY",
     500: "Model call failed",
+    501: "Workflow node failed",
 }
 
 CODES = {
@@ -40,6 +43,7 @@ CODES = {
     ErrorKind.PROMPT_RENDER_FAILED: 460008,
     ErrorKind.MODEL_TIMEOUT: 460020,
     ErrorKind.MODEL_FAILED: MODEL_FAILED,
+    ErrorKind.WORKFLOW_FAILED: WORKFLOW_FAILED,
     ErrorKind.STORE_BUSY: 460011,
     ErrorKind.INTERNAL: MODEL_FAILED,
 }

@@ -21,6 +21,7 @@ from parley.engine.events import (
     ThoughtDelta,
     ThoughtEnd,
     UserEcho,
+    WorkflowStatus,
 )
 from parley.engine.ratings import UNRATABLE_METHODS
 from parley.engine.turn import TurnInfo
@@ -109,6 +110,8 @@ class AdpRenderer:
             return frame("token_stat", self._token_stat(event))
         if isinstance(event, References):
             return frame("reference", {**self._common, "references": list(event.items)})
+        if isinstance(event, WorkflowStatus):
+            return self._workflow_packet(event.work_flow)
         if isinstance(event, Final):
             self.finished = True
             return self._final(event)
@@ -125,6 +128,13 @@ class AdpRenderer:
             content = self._reply
         self._reply_sent = len(self._reply)
         return self._reply_prefix + orjson.dumps(content) + b"}}\n\n"
+
+    def _workflow_packet(self, work_flow: dict[str, Any]) -> bytes:
+        """A reply event carrying the workflow's progress (work_flow.current_node), with the
+        answer so far; the text it carries counts as sent."""
+        content = self._reply[self._reply_sent:] if self.incremental else self._reply
+        self._reply_sent = len(self._reply)
+        return frame("reply", {**self._answer, "reply_method": 16, "content": content, "work_flow": work_flow})
 
     def _thought_packet(self, status: str) -> bytes:
         if self.incremental and self.stream:
@@ -195,6 +205,9 @@ class AdpRenderer:
             "is_final": True,
             "content": content,
         }
+        if final.work_flow is not None:
+            payload["work_flow"] = final.work_flow
+            payload["option_cards"] = final.work_flow.get("option_cards", [])
         return frame("reply", payload)
 
     def _token_stat(self, progress: Progress) -> dict[str, Any]:

@@ -72,6 +72,7 @@ def validate_chat(data: dict[str, Any], *, app_key: str | None = None, visitor_i
             raise BadRequest(f"{name} must be an array")
     if data.get("agent_config") is not None and not isinstance(data["agent_config"], dict):
         raise BadRequest("agent_config must be an object")
+    workflow_status = _switch(data, "workflow_status")
     return ChatRequest(
         turn=TurnRequest(
             app_key=app_key,
@@ -85,12 +86,13 @@ def validate_chat(data: dict[str, Any], *, app_key: str | None = None, visitor_i
             custom_variables=_custom_variables(data.get("custom_variables")),
             file_infos=file_infos,
             visitor_labels=_visitor_labels(data.get("visitor_labels")),
+            workflow_enabled=workflow_status != "disable",
         ),
         incremental=incremental,
         streaming_throttle=throttle,
         stream=_switch(data, "stream"),
         search_network=_switch(data, "search_network"),
-        workflow_status=_switch(data, "workflow_status"),
+        workflow_status=workflow_status,
     )
 
 

@@ -65,6 +65,7 @@ def validate_v2(data: dict[str, Any], *, app_key: str | None = None, visitor_id:
     bool_field(data, "EnableMultiIntent")  # accepted and checked; Parley has one intent per turn
     system_role = string_field(data, "SystemRole", None)
     model_name = string_field(data, "ModelName", 128) or None
+    workflow_status = _switch(data, "WorkflowStatus")
     chat = ChatRequest(
         turn=TurnRequest(
             app_key=app_key,
@@ -77,12 +78,13 @@ def validate_v2(data: dict[str, Any], *, app_key: str | None = None, visitor_id:
             system_role=system_role or None,
             custom_variables=variables,
             file_infos=file_infos,
+            workflow_enabled=workflow_status != "disable",
         ),
         incremental=incremental,
         streaming_throttle=throttle,
         stream=_switch(data, "Stream"),
         search_network=_switch(data, "SearchNetwork"),
-        workflow_status=_switch(data, "WorkflowStatus"),
+        workflow_status=workflow_status,
     )
     return V2Chat(chat, echo)
 

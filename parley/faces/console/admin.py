@@ -199,6 +199,53 @@ async def session_records(request: Request, services: Services) -> Response:
     return json_response([record_json(r) for r in records])
 
 
+async def _app(request: Request, services: Services) -> App | Response:
+    """The application the path names, or the 404 answer."""
+    app = await services.apps.get(request.path_params["name"])
+    if app is None:
+        return error_response(404, "not_found", f"no application named {request.path_params['name']!r}")
+    return app
+
+
+def run_json(run: Any, trace: bool = False) -> dict[str, Any]:
+    """A stored workflow run; with `trace`, every node's record and the run's values."""
+    data: dict[str, Any] = {
+        "run_id": str(run.id), "session_id": run.session_id, "workflow_name": run.workflow_name,
+        "status": run.status, "error": run.error, "record_id": str(run.record_id) if run.record_id else "",
+        "release_version": run.release_version, "created_at": run.created_at, "updated_at": run.updated_at,
+    }
+    if trace:
+        state = run.state
+        data.update(reply=state.get("reply", ""), outputs=state.get("outputs", {}), waiting=state.get("waiting"),
+                    failed_node=state.get("failed_node"), nodes=state.get("records", []))
+    return data
+
+
+async def workflow_runs(request: Request, services: Services) -> Response:
+    app = await _app(request, services)
+    if isinstance(app, Response):
+        return app
+    try:
+        limit = int(request.query_params.get("limit", "50"))
+    except ValueError:
+        return error_response(400, "bad_request", "limit must be an integer")
+    if not 1 <= limit <= 1000:
+        return error_response(400, "bad_request", "limit must be between 1 and 1000")
+    runs = await services.engine.workflow_runs(app.id, request.query_params.get("session_id"), limit)
+    return json_response([run_json(r) for r in runs])
+
+
+async def workflow_run(request: Request, services: Services) -> Response:
+    app = await _app(request, services)
+    if isinstance(app, Response):
+        return app
+    run_id = parse_id(request.path_params["run_id"])
+    run = await services.engine.workflow_run(app.id, run_id) if run_id is not None else None
+    if run is None:
+        return error_response(404, "not_found", f"no workflow run {request.path_params['run_id']!r} in this application")
+    return json_response(run_json(run, trace=True))
+
+
 async def get_words(request: Request, services: Services) -> Response:
     return json_response({"words": services.engine.moderator.global_words()})
 
@@ -223,6 +270,8 @@ routes = [
     Route("/admin/apps/{name}", guarded(delete_app), methods=["DELETE"]),
     Route("/admin/apps/{name}/publish", guarded(publish_app), methods=["POST"]),
     Route("/admin/apps/{name}/sessions/{session_id}/records", guarded(session_records), methods=["GET"]),
+    Route("/admin/apps/{name}/workflow-runs", guarded(workflow_runs), methods=["GET"]),
+    Route("/admin/apps/{name}/workflow-runs/{run_id}", guarded(workflow_run), methods=["GET"]),
     Route("/admin/moderation/words", guarded(get_words), methods=["GET"]),
     Route("/admin/moderation/words", guarded(put_words), methods=["PUT"]),
 ]

@@ -73,6 +73,16 @@ paths: PathItems = {
             parameter("before", "query", string(pattern="^[0-9]+$")),
         )),
     },
+    "/admin/apps/{name}/workflow-runs": {
+        "get": admin("The application's workflow runs, newest first", query=(
+            parameter("session_id", "query"),
+            parameter("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
+        )),
+    },
+    "/admin/apps/{name}/workflow-runs/{run_id}": {
+        "get": admin("One workflow run with every node's input, output, timing and failure",
+                     path=("name", "run_id")),
+    },
     "/admin/moderation/words": {
         "get": admin("The global sensitive words", path=()),
         "put": admin("Replace the global sensitive words", path=(),

@@ -1,0 +1,101 @@
+"""Workflow runs: saved whenever a run pauses or ends, read to resume it and to show its trace.
+
+The state is plain JSON here (the workflow package's RunState, dumped): the store knows no
+workflow types."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from parley.store.workflow_tables import workflow_runs
+
+ERROR_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRunRow:
+    id: int
+    app_id: int
+    session_id: str
+    workflow_name: str
+    status: str
+    state: dict[str, Any]
+    error: str = ""
+    record_id: int | None = None
+    release_version: int | None = None
+    created_at: int = 0
+    updated_at: int = 0
+
+
+def _row(row: Any) -> WorkflowRunRow:
+    return WorkflowRunRow(
+        id=row.id, app_id=row.app_id, session_id=row.session_id, workflow_name=row.workflow_name, status=row.status,
+        state=row.state, error=row.error, record_id=row.record_id, release_version=row.release_version,
+        created_at=row.created_at, updated_at=row.updated_at,
+    )
+
+
+class WorkflowRunRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def save(self, run: WorkflowRunRow) -> WorkflowRunRow:
+        """Inserts the run, or updates its status, state, error and record."""
+        now = int(time.time() * 1000)
+        values = {
+            "status": run.status, "state": run.state, "error": run.error[:ERROR_LIMIT], "record_id": run.record_id,
+            "updated_at": now,
+        }
+        async with self._engine.begin() as conn:
+            updated = await conn.execute(workflow_runs.update().where(workflow_runs.c.id == run.id).values(**values))
+            if updated.rowcount == 0:
+                await conn.execute(workflow_runs.insert().values(
+                    id=run.id, app_id=run.app_id, session_id=run.session_id, workflow_name=run.workflow_name,
+                    release_version=run.release_version, created_at=run.created_at or now, **values,
+                ))
+        return await self.get(run.id)  # type: ignore[return-value]
+
+    async def get(self, run_id: int) -> WorkflowRunRow | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(workflow_runs.select().where(workflow_runs.c.id == run_id))).first()
+        return _row(row) if row else None
+
+    async def waiting(self, app_id: int, session_id: str) -> WorkflowRunRow | None:
+        """The session's newest run that waits for the user's next question."""
+        query = (
+            workflow_runs.select()
+            .where(workflow_runs.c.app_id == app_id, workflow_runs.c.session_id == session_id,
+                   workflow_runs.c.status == "suspended")
+            .order_by(workflow_runs.c.updated_at.desc(), workflow_runs.c.id.desc())
+            .limit(1)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _row(row) if row else None
+
+    async def list(self, app_id: int, session_id: str | None = None, limit: int = 50) -> list[WorkflowRunRow]:
+        """An application's (or one session's) runs, newest first."""
+        condition = workflow_runs.c.app_id == app_id
+        if session_id is not None:
+            condition = condition & (workflow_runs.c.session_id == session_id)
+        query = workflow_runs.select().where(condition).order_by(workflow_runs.c.created_at.desc(),
+                                                                 workflow_runs.c.id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            return [_row(r) for r in await conn.execute(query)]
+
+    async def close_waiting(self, app_id: int, session_id: str) -> int:
+        """Abandons the session's waiting runs (the visitor asked something else, or the
+        workflow was turned off); returns how many."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                workflow_runs.update()
+                .where(workflow_runs.c.app_id == app_id, workflow_runs.c.session_id == session_id,
+                       workflow_runs.c.status == "suspended")
+                .values(status="abandoned", updated_at=int(time.time() * 1000))
+            )
+        return result.rowcount
