@@ -6,7 +6,12 @@ A turn is asked with `42["request",{"Type":"request","Request":{ConversationId, 
 (the v2 body without AppKey and VisitorId); its v2 events come back as Socket.IO events named
 by their `Type` (`request_ack`, `response.created`, ..., `response.completed`, or `error`), each
 with exactly the JSON of the SSE stream's `data:` line. There is no `[DONE]` on a socket.
-`stop_generation {RecordId}` stops a turn this connection started.
+`stop_generation {RecordId}` stops a turn this connection started or resumed.
+
+A client that lost its connection connects again and sends
+`42["resume",{"Type":"resume","Request":{ConversationId, RecordId, Offset, ...}}]`: the answer's
+RecordId, how many of the turn's events it got (`request_ack` is the first), and the request
+fields that shape the events; the rest of the turn follows, as in v1 (ws.py).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from parley.faces.adp.errors import MESSAGES, code_and_message
 from parley.faces.adp.request import BadRequest
 from parley.faces.adp.v2_render import error_frame
-from parley.faces.adp.v2_request import request_id_of, validate_v2
+from parley.faces.adp.v2_request import request_id_of, validate_v2, validate_v2_resume
 from parley.faces.adp.v2_sse import renderer_for
 from parley.faces.adp.ws import NO_HANDLER, NO_SUCH_MESSAGE, AdpSocketServer, too_large
 from parley.faces.bodies import BodyLimit
@@ -50,6 +55,7 @@ class AdpV2SocketServer(AdpSocketServer):
         self.sio.on("disconnect", self.on_disconnect)
         self.sio.on("request", self.on_request)
         self.sio.on("stop_generation", self.on_stop)
+        self.sio.on("resume", self.on_resume_v2)
         self.sio.on("*", self.on_unknown_event)
 
     async def on_request(self, sid: str, data: Any = None) -> None:
@@ -66,6 +72,21 @@ class AdpV2SocketServer(AdpSocketServer):
             await self._emit_frames(sid, socket_error(code, message, request_id_of(fields or {})))
             return
         self.start(sid, connection, request.chat, renderer_for(request, terminator=False), socket_error)
+
+    async def on_resume_v2(self, sid: str, data: Any = None) -> None:
+        connection = self._connections.get(sid)
+        if connection is None:
+            return
+        fields = _request_fields(data)
+        try:
+            if fields is None:
+                raise BadRequest("the resume event must carry an object")
+            request, point = validate_v2_resume(fields, app_key=connection.app_key, visitor_id=connection.visitor_id)
+        except BadRequest as exc:
+            code, message = code_and_message("bad_request", str(exc))
+            await self._emit_frames(sid, socket_error(code, message, request_id_of(fields or {})))
+            return
+        self.start(sid, connection, request.chat, renderer_for(request, terminator=False), socket_error, point)
 
     async def on_stop(self, sid: str, data: Any = None) -> None:
         connection = self._connections.get(sid)
