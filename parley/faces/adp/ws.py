@@ -123,8 +123,10 @@ class AdpSocketServer:
     socketio_path = SOCKETIO_PATH
 
     def __init__(
-        self, services: Callable[[], Services], allowed_origins: list[str] | str = "*", max_message_bytes: int = 1_000_000
+        self, services: Callable[[], Services], allowed_origins: list[str] | str = "*", max_message_bytes: int = 1_000_000,
+        transports: list[str] | None = None,
     ) -> None:
+        """`transports`: Engine.IO's transports allowed (None: long-polling and WebSocket)."""
         self._services = services
         self._connections: dict[str, Connection] = {}
         self.sio = socketio.AsyncServer(
@@ -134,6 +136,7 @@ class AdpSocketServer:
             ping_timeout=PING_TIMEOUT,
             cors_allowed_origins=allowed_origins,
             max_http_buffer_size=max_message_bytes,
+            transports=transports,
             logger=False,
             engineio_logger=False,
         )
