@@ -456,6 +456,20 @@ async def resumed(server: ParleyServer, app: dict[str, Any], face: SocketFace, s
         await follower.close()
 
 
+async def dropped(server: ParleyServer, app: dict[str, Any], face: SocketFace, question: str, events: int,
+                  visitor: str = "v-resume") -> tuple[str, list[tuple[str, dict[str, Any]]], str]:
+    """Asks `question` in a new session, reads the turn's first `events` events and drops the
+    connection: (the session, the events, the answer's record id)."""
+    session = uuid.uuid4().hex
+    first = await Follower.connect(server, face, ws_token(server, app["app_key"], visitor))
+    try:
+        await first.emit(face.ask(session, question))
+        got = await first.take(events)
+    finally:
+        await first.close()  # the connection drops mid-answer
+    return session, got, face.turn_of(got[0][1])
+
+
 async def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -467,14 +481,7 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
 @pytest.mark.parametrize("when", ["while-it-runs", "after-it-ended"])
 async def test_a_socket_client_that_reconnects_resumes_its_turn_from_the_next_event(server, app, model, face, when):
     model.script("resume socket", content=RESUMED_TEXT, chunk_size=2, delay=0.03)
-    session = uuid.uuid4().hex
-    first = await Follower.connect(server, face, ws_token(server, app["app_key"], "v-resume"))
-    try:
-        await first.emit(face.ask(session, "resume socket"))
-        got = await first.take(6)
-    finally:
-        await first.close()  # the connection drops mid-answer
-    record_id = face.turn_of(got[0][1])
+    session, got, record_id = await dropped(server, app, face, "resume socket", 6)
     if when == "after-it-ended":  # nobody reads the rest of the turn while it ends
         await wait_for(lambda: model.stats()["completed"] == 1)
         await asyncio.sleep(0.3)
@@ -492,14 +499,7 @@ async def test_a_socket_client_that_reconnects_resumes_its_turn_from_the_next_ev
 @pytest.mark.parametrize("face", SOCKET_FACES, ids=lambda f: f.name)
 async def test_stop_generation_on_the_resuming_connection_stops_the_turn(server, app, model, face):
     model.script("resume then stop", content="z" * 400, chunk_size=1, delay=0.05)
-    session = uuid.uuid4().hex
-    first = await Follower.connect(server, face, ws_token(server, app["app_key"], "v-resume"))
-    try:
-        await first.emit(face.ask(session, "resume then stop"))
-        got = await first.take(3)
-    finally:
-        await first.close()
-    record_id = face.turn_of(got[0][1])
+    session, got, record_id = await dropped(server, app, face, "resume then stop", 3)
     second = await Follower.connect(server, face, ws_token(server, app["app_key"], "v-resume"))
     try:
         await second.emit(face.resume(session, record_id, len(got)))
@@ -517,14 +517,7 @@ async def test_stop_generation_on_the_resuming_connection_stops_the_turn(server,
 @pytest.mark.parametrize("face", SOCKET_FACES, ids=lambda f: f.name)
 async def test_resume_is_refused_for_another_visitor_or_session_an_unknown_turn_or_bad_fields(server, app, model, face):
     model.script("resume refused", content=RESUMED_TEXT, chunk_size=2, delay=0.03)
-    session = uuid.uuid4().hex
-    first = await Follower.connect(server, face, ws_token(server, app["app_key"], "v-owner"))
-    try:
-        await first.emit(face.ask(session, "resume refused"))
-        got = await first.take(3)
-    finally:
-        await first.close()
-    record_id = face.turn_of(got[0][1])
+    session, _, record_id = await dropped(server, app, face, "resume refused", 3, visitor="v-owner")
 
     async def refusal(session: str, record_id: Any, offset: Any, visitor: str = "v-owner") -> tuple[int, str]:
         events = await resumed(server, app, face, session, record_id, offset, visitor)

@@ -106,20 +106,19 @@ def validate_resume(data: dict[str, Any], *, app_key: str, visitor_id: str) -> t
     session_id = string_field(data, "session_id", 64, required=True)
     if not SESSION_ID.match(session_id):
         raise BadRequest("session_id must match ^[a-zA-Z0-9_-]{2,64}$")
-    chat = ChatRequest(
-        turn=TurnRequest(
-            app_key=app_key,
-            visitor_id=visitor_id,
-            session_id=session_id,
-            face=Face.ADP,
-            content="",
-            request_id=string_field(data, "request_id", 255),
-        ),
-        incremental=bool_field(data, "incremental"),
-        streaming_throttle=int32_field(data, "streaming_throttle"),
-        stream=_switch(data, "stream"),
-    )
+    chat = resumed_chat(app_key, visitor_id, session_id, string_field(data, "request_id", 255),
+                        bool_field(data, "incremental"), int32_field(data, "streaming_throttle"), _switch(data, "stream"))
     return chat, ResumePoint(turn_id, offset)
+
+
+def resumed_chat(
+    app_key: str, visitor_id: str, session_id: str, request_id: str, incremental: bool, throttle: int, stream: str
+) -> ChatRequest:
+    """The request a resumed turn's events are rendered for: no question (no turn starts), only whose
+    turn it must be and how its events are shaped."""
+    turn = TurnRequest(app_key=app_key, visitor_id=visitor_id, session_id=session_id, face=Face.ADP, content="",
+                       request_id=request_id)
+    return ChatRequest(turn=turn, incremental=incremental, streaming_throttle=throttle, stream=stream)
 
 
 def record_id_field(data: dict[str, Any], name: str) -> int:

@@ -21,6 +21,7 @@ from parley.faces.adp.request import (
     bool_field,
     int32_field,
     record_id_field,
+    resumed_chat,
     string_field,
 )
 from parley.faces.resume import ResumePoint
@@ -59,9 +60,7 @@ def looks_like_v2_bytes(body: bytes) -> bool:
 def validate_v2(data: dict[str, Any], *, app_key: str | None = None, visitor_id: str | None = None) -> V2Chat:
     """Checks a v2 body, or (with `app_key` and `visitor_id` from a token) a WebSocket `Request`."""
     request_id = string_field(data, "RequestId", 255)
-    conversation_id = string_field(data, "ConversationId", 64, required=True)
-    if not CONVERSATION_ID.match(conversation_id):
-        raise BadRequest("ConversationId must match ^[a-zA-Z0-9_-]{32,64}$")
+    conversation_id = _conversation_id(data)
     if app_key is None:
         app_key = string_field(data, "AppKey", 128, required=True, non_empty=True)
     if visitor_id is None:
@@ -104,24 +103,18 @@ def validate_v2_resume(data: dict[str, Any], *, app_key: str, visitor_id: str) -
     question). The conversation and the token's visitor must be the turn's: the engine checks them."""
     turn_id = record_id_field(data, "RecordId")
     offset = int32_field(data, "Offset")
+    conversation_id = _conversation_id(data)
+    echo = _contents(data["Contents"])[3] if data.get("Contents") is not None else None
+    chat = resumed_chat(app_key, visitor_id, conversation_id, string_field(data, "RequestId", 255),
+                        bool_field(data, "Incremental"), int32_field(data, "StreamingThrottle"), _switch(data, "Stream"))
+    return V2Chat(chat, echo), ResumePoint(turn_id, offset)
+
+
+def _conversation_id(data: dict[str, Any]) -> str:
     conversation_id = string_field(data, "ConversationId", 64, required=True)
     if not CONVERSATION_ID.match(conversation_id):
         raise BadRequest("ConversationId must match ^[a-zA-Z0-9_-]{32,64}$")
-    echo = _contents(data["Contents"])[3] if data.get("Contents") is not None else None
-    chat = ChatRequest(
-        turn=TurnRequest(
-            app_key=app_key,
-            visitor_id=visitor_id,
-            session_id=conversation_id,
-            face=Face.ADP,
-            content="",
-            request_id=string_field(data, "RequestId", 255),
-        ),
-        incremental=bool_field(data, "Incremental"),
-        streaming_throttle=int32_field(data, "StreamingThrottle"),
-        stream=_switch(data, "Stream"),
-    )
-    return V2Chat(chat, echo), ResumePoint(turn_id, offset)
+    return conversation_id
 
 
 def request_id_of(data: dict[str, Any]) -> str:

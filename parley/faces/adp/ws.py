@@ -119,8 +119,30 @@ def _payload(data: Any) -> dict[str, Any] | None:
     return inner if isinstance(inner, dict) else data
 
 
+def _request_id(fields: dict[str, Any]) -> str:
+    """The request_id of a refused event, when it is usable, so that the error still echoes it."""
+    value = fields.get("request_id")
+    return value if isinstance(value, str) and len(value) <= 255 else ""
+
+
+Asked = tuple[ChatRequest, Callable[[TurnInfo], TurnRenderer], ResumePoint | None]
+"""What an event asks for: the turn's request, how its events are rendered for this subscriber,
+and where a resumed turn resumes (None: a new turn)."""
+Validation = Callable[[dict[str, Any], Connection], Asked]
+"""Checks an event's fields for a connection (raises BadRequest)."""
+
+
+def _v1_turn(chat: ChatRequest, resume: ResumePoint | None) -> Asked:
+    return chat, renderer_for(chat), resume
+
+
 class AdpSocketServer:
     socketio_path = SOCKETIO_PATH
+    # How this socket's events carry their fields and how it refuses (v2 has its own: ws_v2.py).
+    fields_of = staticmethod(_payload)
+    request_id_of = staticmethod(_request_id)
+    refusal: Rejection = staticmethod(error_frame)
+    record_id_field = "record_id"  # of stop_generation
 
     def __init__(
         self, services: Callable[[], Services], allowed_origins: list[str] | str = "*", max_message_bytes: int = 1_000_000,
@@ -172,36 +194,28 @@ class AdpSocketServer:
                 task.cancel()  # stops forwarding; the turns themselves run on and are recorded
 
     async def on_send(self, sid: str, data: Any = None) -> None:
-        connection = self._connections.get(sid)
-        if connection is None:
-            return
-        fields = _payload(data)
-        request_id = fields.get("request_id", "") if fields else ""
-        try:
-            if fields is None:
-                raise BadRequest("the send event must carry an object")
-            chat = validate_chat(fields, app_key=connection.app_key, visitor_id=connection.visitor_id)
-        except BadRequest as exc:
-            code, message = code_and_message("bad_request", str(exc))
-            await self._emit_frames(sid, error_frame(code, message, request_id if isinstance(request_id, str) else ""))
-            return
-        self.start(sid, connection, chat, renderer_for(chat), error_frame)
+        await self.begin(sid, data, "send", lambda fields, c: _v1_turn(
+            validate_chat(fields, app_key=c.app_key, visitor_id=c.visitor_id), None))
 
     async def on_resume(self, sid: str, data: Any = None) -> None:
+        await self.begin(sid, data, "resume", lambda fields, c: _v1_turn(
+            *validate_resume(fields, app_key=c.app_key, visitor_id=c.visitor_id)))
+
+    async def begin(self, sid: str, data: Any, event: str, validate: Validation) -> None:
+        """Starts, or resumes, the turn an event asks for; a malformed event gets a 400 error event."""
         connection = self._connections.get(sid)
         if connection is None:
             return
-        fields = _payload(data)
-        request_id = fields.get("request_id", "") if fields else ""
+        fields = self.fields_of(data)
         try:
             if fields is None:
-                raise BadRequest("the resume event must carry an object")
-            chat, point = validate_resume(fields, app_key=connection.app_key, visitor_id=connection.visitor_id)
+                raise BadRequest(f"the {event} event must carry an object")
+            chat, make_renderer, resume = validate(fields, connection)
         except BadRequest as exc:
             code, message = code_and_message("bad_request", str(exc))
-            await self._emit_frames(sid, error_frame(code, message, request_id if isinstance(request_id, str) else ""))
+            await self._emit_frames(sid, self.refusal(code, message, self.request_id_of(fields or {})))
             return
-        self.start(sid, connection, chat, renderer_for(chat), error_frame, point)
+        self.start(sid, connection, chat, make_renderer, self.refusal, resume)
 
     def start(
         self, sid: str, connection: Connection, chat: ChatRequest,
@@ -219,16 +233,16 @@ class AdpSocketServer:
         connection = self._connections.get(sid)
         if connection is None:
             return
-        fields = _payload(data) or {}
-        record_id = str(fields.get("record_id", ""))
+        record_id = str((self.fields_of(data) or {}).get(self.record_id_field, ""))
         turn_id = connection.turns.get(record_id)
         if turn_id is None or not await self._services().engine.stop_turn(turn_id):
             message = MESSAGES.get(NO_SUCH_MESSAGE, "Message does not exist or insufficient permissions.")
-            await self._emit_frames(sid, error_frame(NO_SUCH_MESSAGE, f"{message}: no answer {record_id!r} in progress on this connection"))
+            await self._emit_frames(sid, self.refusal(
+                NO_SUCH_MESSAGE, f"{message}: no answer {record_id!r} in progress on this connection", ""))
 
     async def on_unknown(self, event: str, sid: str, data: Any = None) -> None:
         message = MESSAGES.get(NO_HANDLER, "Event handler does not exist")
-        await self._emit_frames(sid, error_frame(NO_HANDLER, f"{message}: {event}"))
+        await self._emit_frames(sid, self.refusal(NO_HANDLER, f"{message}: {event}", ""))
 
     async def _answer(
         self, sid: str, connection: Connection, chat: ChatRequest,
