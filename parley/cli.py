@@ -74,7 +74,11 @@ def _serve_workers(settings: Settings) -> int:
     if problem is not None:
         err.print(f"[red]{problem}[/]", highlight=False)
         return 2
-    demo_app = asyncio.run(prepare(settings))  # migrations and the demo once, before the workers start
+    try:
+        demo_app = asyncio.run(prepare(settings))  # migrations and the demo once, before the workers start
+    except Exception as exc:
+        err.print(f"[red]Could not prepare the database: {type(exc).__name__}: {exc}[/]", highlight=False)
+        return 1
     settings.demo = False
     _announce(settings, demo_app)
     return Supervisor(settings).run()

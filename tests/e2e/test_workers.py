@@ -105,3 +105,20 @@ def test_more_than_one_worker_is_refused_without_a_shared_database_and_bus(tmp_p
         assert (option in message) == (option in missing), message
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "parley.db").exists()  # nothing was started or created
+
+
+def test_workers_that_cannot_start_stop_the_supervisor(postgres, bus_url, tmp_path):
+    """A worker that fails before it serves (here: its port is taken by another program) would fail
+    the same way again: the supervisor stops the others and exits with an error, not a restart loop."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [sys.executable, "-m", "parley", "serve", "--data-dir", str(tmp_path), "--port", str(port), "--no-demo",
+                "--workers", "2", "--database-url", postgres.new_database(), "--bus-url", bus_url]
+        result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "before it was ready: stopping" in output, output

@@ -141,7 +141,7 @@ class AdpSocketServer:
     # How this socket's events carry their fields and how it refuses (v2 has its own: ws_v2.py).
     fields_of = staticmethod(_payload)
     request_id_of = staticmethod(_request_id)
-    refusal: Rejection = staticmethod(error_frame)
+    refusal = staticmethod(error_frame)
     record_id_field = "record_id"  # of stop_generation
 
     def __init__(
