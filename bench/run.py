@@ -220,9 +220,10 @@ def parley_config(model: Server, plan: Plan) -> str:
 
 
 def start_parley(work: Path, model: Server, plan: Plan, label: str, code: Path = ROOT,
-                 config_text: str | None = None) -> Parley:
+                 config_text: str | None = None, extra_args: list[str] | None = None) -> Parley:
     """A Parley process with the bench application; `code`: the checkout it runs (this one by
-    default); `config_text`: its settings instead of parley_config's."""
+    default); `config_text`: its settings instead of parley_config's; `extra_args`: more
+    `parley serve` options (`--workers`, `--database-url`, ...)."""
     home = work / f"parley-{label}"
     home.mkdir(parents=True, exist_ok=True)
     config = home / "parley.toml"
@@ -233,7 +234,7 @@ def start_parley(work: Path, model: Server, plan: Plan, label: str, code: Path =
     server = Parley(
         f"parley ({label})",
         [sys.executable, "-m", "parley", "serve", "--config", str(config), "--data-dir", str(home / "data"),
-         "--port", str(port), "--no-demo"],
+         "--port", str(port), "--no-demo", *(extra_args or [])],
         f"http://127.0.0.1:{port}", "/healthz", home / "parley.log", env=env, cwd=code,
     )
     status, body = http_post(

@@ -43,44 +43,67 @@ def serve(
         None, "--bus-url",
         help="Redis URL of the bus shared by several instances, e.g. redis://127.0.0.1:6379/0 (default: in this process).",
     ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", "-w", min=1,
+        help="Server processes sharing the port (default 1); more than one needs --database-url (PostgreSQL) and --bus-url.",
+    ),
 ) -> None:
     """Run the server."""
+    settings = _settings(config, data_dir, host=host, port=port, database_url=database_url, bus_url=bus_url,
+                         workers=workers)
+    settings.demo = demo and settings.demo
+    if settings.workers > 1:
+        raise typer.Exit(_serve_workers(settings))
+
     import uvicorn
 
     from parley.server import build_app
-
-    settings = _settings(config, data_dir, host=host, port=port, database_url=database_url, bus_url=bus_url)
-    settings.demo = demo and settings.demo
+    from parley.workers import uvicorn_options
 
     def on_ready(services: Any, demo_app: Any) -> None:
-        url = f"http://{settings.host}:{settings.port}"
-        console.print(f"[bold]Parley[/] listening on {url}  (data: {settings.data_dir.resolve()})")
-        console.print(f"Admin token: {settings.ensure_admin_token()}")
-        if demo_app is not None:
-            body = json.dumps(
-                {
-                    "bot_app_key": demo_app.app_key,
-                    "visitor_biz_id": "visitor-1",
-                    "session_id": "demo-session-1",
-                    "content": "What is the capital of France?",
-                    "incremental": True,
-                },
-                ensure_ascii=False,
-            )
-            console.print(f"Demo application AppKey: [bold]{demo_app.app_key}[/]")
-            console.print("Try it:", highlight=False)
-            print(f"curl -N -X POST {url}/v1/qbot/chat/sse -H 'Content-Type: application/json' -d '{body}'", flush=True)
+        _announce(settings, demo_app)
 
-    uvicorn.run(
-        build_app(settings, on_ready),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        loop="uvloop",
-        http="httptools",
-        ws_max_size=settings.body_limits.websocket,
-        timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
-    )
+    uvicorn.run(build_app(settings, on_ready), host=settings.host, port=settings.port, **uvicorn_options(settings))
+
+
+def _serve_workers(settings: Settings) -> int:
+    """`serve --workers N`: refused without a shared database and bus; else the supervisor's exit code."""
+    from parley.workers import Supervisor, prepare, shared_state_missing
+
+    problem = shared_state_missing(settings)
+    if problem is not None:
+        err.print(f"[red]{problem}[/]", highlight=False)
+        return 2
+    try:
+        demo_app = asyncio.run(prepare(settings))  # migrations and the demo once, before the workers start
+    except Exception as exc:
+        err.print(f"[red]Could not prepare the database: {type(exc).__name__}: {exc}[/]", highlight=False)
+        return 1
+    settings.demo = False
+    _announce(settings, demo_app)
+    return Supervisor(settings).run()
+
+
+def _announce(settings: Settings, demo_app: Any) -> None:
+    """Where the server listens, the admin token, and how to try the demo application."""
+    url = f"http://{settings.host}:{settings.port}"
+    workers = f", {settings.workers} workers" if settings.workers > 1 else ""
+    console.print(f"[bold]Parley[/] listening on {url}  (data: {settings.data_dir.resolve()}{workers})")
+    console.print(f"Admin token: {settings.ensure_admin_token()}")
+    if demo_app is not None:
+        body = json.dumps(
+            {
+                "bot_app_key": demo_app.app_key,
+                "visitor_biz_id": "visitor-1",
+                "session_id": "demo-session-1",
+                "content": "What is the capital of France?",
+                "incremental": True,
+            },
+            ensure_ascii=False,
+        )
+        console.print(f"Demo application AppKey: [bold]{demo_app.app_key}[/]")
+        console.print("Try it:", highlight=False)
+        print(f"curl -N -X POST {url}/v1/qbot/chat/sse -H 'Content-Type: application/json' -d '{body}'", flush=True)
 
 
 def _run(settings: Settings, work: Any) -> Any:

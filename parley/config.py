@@ -71,6 +71,9 @@ class Settings(BaseModel):
     """Redis URL of the bus that several Parley processes share (`redis://host:6379/0`): turn
     event streams, stop signals, limits, one-time tokens, cache invalidation, IM delivery. None:
     everything lives in this process, which is right for one process and only for one."""
+    workers: int = Field(1, ge=1)
+    """Server processes sharing the port (`parley serve --workers N`). More than one needs
+    `database_url` on PostgreSQL and `bus_url`: see docs/deployment.md."""
     admin_token: str | None = None
     default_model: str = LOCAL_MODEL_NAME
     models: list[ModelConfig] = Field(default_factory=list)
@@ -147,6 +150,7 @@ _ENV = {
     "PARLEY_DATABASE_URL": "database_url",
     "PARLEY_DATABASE_BUSY_TIMEOUT": "database_busy_timeout",
     "PARLEY_BUS_URL": "bus_url",
+    "PARLEY_WORKERS": "workers",
     "PARLEY_ADMIN_TOKEN": "admin_token",
     "PARLEY_DEFAULT_MODEL": "default_model",
     "PARLEY_KEEPALIVE_INTERVAL": "keepalive_interval",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import version
@@ -148,7 +149,8 @@ async def _open_services(settings: Settings, database: Database, models: ModelRe
 
 async def healthz(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
-    return JSONResponse({"status": "ok", "turns_in_progress": services.engine.turns_in_progress})
+    # The pid tells which worker answered (`parley serve --workers N`).
+    return JSONResponse({"status": "ok", "turns_in_progress": services.engine.turns_in_progress, "pid": os.getpid()})
 
 
 def build_app(settings: Settings, on_ready: Callable[[Services, App | None], None] | None = None) -> ASGIApp:
@@ -173,8 +175,11 @@ def build_app(settings: Settings, on_ready: Callable[[Services, App | None], Non
     # ADP's Socket.IO endpoints (v1, v2) sit in front; every other request (and the lifespan) goes to http_app.
     services = lambda: http_app.state.services  # noqa: E731
     origins = settings.cloud_api.ws_allowed_origins
-    sockets = adp_ws.AdpSocketServer(services, origins, settings.body_limits.socketio)
-    sockets_v2 = adp_ws_v2.AdpV2SocketServer(services, origins, settings.body_limits.socketio)
+    # A long-polling client's requests must all reach the worker that holds its session, which
+    # nothing can promise when several workers share the port: WebSocket only (docs/deployment.md).
+    transports = ["websocket"] if settings.workers > 1 else None
+    sockets = adp_ws.AdpSocketServer(services, origins, settings.body_limits.socketio, transports)
+    sockets_v2 = adp_ws_v2.AdpV2SocketServer(services, origins, settings.body_limits.socketio, transports)
     server = HotPaths(sockets_v2.asgi(sockets.asgi(http_app)), services)
     return BodyLimits(server, body_limits(settings), default=settings.body_limits.other)
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x7061726C6579  # "parley": the advisory lock key migrations are run under
 PAGE_CACHE_KIB = 512
 """SQLite page cache per connection."""
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -37,8 +38,15 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", on_connect)
 
     async def migrate(self) -> None:
-        """Runs every Alembic migration not yet applied."""
+        """Runs every Alembic migration not yet applied.
+
+        On PostgreSQL the migrations run under a transaction-level advisory lock, so that several
+        instances (or `parley serve --workers N`'s workers) starting at once on the same database
+        migrate it once: the others wait, then find nothing left to do. SQLite takes one writer
+        at a time anyway."""
         async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             await conn.run_sync(_upgrade)
 
     async def close(self) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -337,3 +339,199 @@ async def test_stop_generation_on_the_v2_socket_stops_the_answer(server, app, mo
     completed = events[-1][1]["Response"]
     assert events[-1][0] == "response.completed" and completed["Status"] == "stop"
     assert len(completed["Messages"][-1]["Contents"][0]["Text"]) < 400
+
+
+# -- a client that reconnects re-subscribes to its turn: `resume` (v1 and v2) ------------------
+
+RESUMED_TEXT = "A socket that reconnects picks its answer up again, with nothing repeated and nothing missing."
+
+
+@dataclass
+class SocketFace:
+    """How one of the ADP sockets asks for a turn, resumes it and stops it, and what its events say."""
+
+    name: str
+    path: str
+    ask: Callable[[str, str], tuple[str, dict[str, Any]]]  # (session, question) -> (event, data)
+    resume: Callable[[str, Any, Any], tuple[str, dict[str, Any]]]  # (session, record id, offset) -> (event, data)
+    stop: Callable[[Any], tuple[str, dict[str, Any]]]
+    turn_of: Callable[[dict[str, Any]], str]  # the turn's (answer's) record id, from its first event
+    is_last: Callable[[str, dict[str, Any]], bool]
+    text: Callable[[list[tuple[str, dict[str, Any]]]], str]
+    status: Callable[[list[tuple[str, dict[str, Any]]]], str]
+    error_code: Callable[[dict[str, Any]], int]
+
+
+def v1_text(events: list[tuple[str, dict[str, Any]]]) -> str:
+    return "".join(d["payload"]["content"] for n, d in events if n == "reply" and not d["payload"]["is_from_self"])
+
+
+def v2_socket_text(events: list[tuple[str, dict[str, Any]]]) -> str:
+    text = ""
+    for name, data in events:
+        if name == "text.delta" and data["MessageId"].endswith("_reply"):
+            text += data["Text"]
+        elif name == "text.replace" and data["MessageId"].endswith("_reply"):
+            text = data["Text"]
+    return text
+
+
+V1_RENDERING = {"incremental": True, "streaming_throttle": 4}
+V2_RENDERING = {"Incremental": True, "StreamingThrottle": 4}
+SOCKET_FACES = [
+    SocketFace(
+        "v1", PATH,
+        ask=lambda session, question: ("send", {"payload": {"session_id": session, "content": question, **V1_RENDERING}}),
+        resume=lambda session, record_id, offset: (
+            "resume", {"payload": {"session_id": session, "record_id": record_id, "offset": offset, **V1_RENDERING}}),
+        stop=lambda record_id: ("stop_generation", {"payload": {"record_id": record_id}}),
+        turn_of=lambda first: first["payload"]["trace_id"],
+        is_last=lambda name, data: name == "error" or (
+            name == "reply" and data["payload"]["is_final"] and not data["payload"]["is_from_self"]),
+        text=v1_text,
+        status=lambda events: [d["payload"]["status_summary"] for n, d in events if n == "token_stat"][-1],
+        error_code=lambda data: data["error"]["code"],
+    ),
+    SocketFace(
+        "v2", "adp/v2/chat/conn",
+        ask=lambda session, question: ("request", {"Type": "request", "Request": {
+            "ConversationId": session, "Contents": [{"Type": "text", "Text": question}], **V2_RENDERING}}),
+        resume=lambda session, record_id, offset: ("resume", {"Type": "resume", "Request": {
+            "ConversationId": session, "RecordId": record_id, "Offset": offset, **V2_RENDERING}}),
+        stop=lambda record_id: ("stop_generation", {"RecordId": record_id}),
+        turn_of=lambda first: first["RequestAck"]["ExtraInfo"]["TraceId"],
+        is_last=lambda name, data: name in ("response.completed", "error"),
+        text=v2_socket_text,
+        status=lambda events: events[-1][1]["Response"]["Status"],
+        error_code=lambda data: data["Error"]["Code"],
+    ),
+]
+
+
+class Follower:
+    """A python-socketio client on one of the ADP sockets that queues every event it receives."""
+
+    def __init__(self, face: SocketFace) -> None:
+        self.face = face
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.client.on("*", self._any)
+
+    async def _any(self, name: str, data: dict[str, Any]) -> None:
+        await self.events.put((name, data))
+
+    @classmethod
+    async def connect(cls, server: ParleyServer, face: SocketFace, token: str) -> Follower:
+        follower = cls(face)
+        await follower.client.connect(server.url, socketio_path=face.path, transports=["websocket"], auth={"token": token})
+        return follower
+
+    async def emit(self, event: tuple[str, dict[str, Any]]) -> None:
+        await self.client.emit(*event)
+
+    async def take(self, count: int) -> list[tuple[str, dict[str, Any]]]:
+        return [await asyncio.wait_for(self.events.get(), 20) for _ in range(count)]
+
+    async def until_last(self) -> list[tuple[str, dict[str, Any]]]:
+        """Events up to the turn's last (its final answer, or an error)."""
+        seen = []
+        while True:
+            name, data = await asyncio.wait_for(self.events.get(), 20)
+            seen.append((name, data))
+            if self.face.is_last(name, data):
+                return seen
+
+    async def close(self) -> None:
+        await self.client.disconnect()
+
+
+async def resumed(server: ParleyServer, app: dict[str, Any], face: SocketFace, session: str, record_id: Any,
+                  offset: Any, visitor: str = "v-resume") -> list[tuple[str, dict[str, Any]]]:
+    """The events a new connection (with a new token) gets for `resume` until the turn's last."""
+    follower = await Follower.connect(server, face, ws_token(server, app["app_key"], visitor))
+    try:
+        await follower.emit(face.resume(session, record_id, offset))
+        return await follower.until_last()
+    finally:
+        await follower.close()
+
+
+async def dropped(server: ParleyServer, app: dict[str, Any], face: SocketFace, question: str, events: int,
+                  visitor: str = "v-resume") -> tuple[str, list[tuple[str, dict[str, Any]]], str]:
+    """Asks `question` in a new session, reads the turn's first `events` events and drops the
+    connection: (the session, the events, the answer's record id)."""
+    session = uuid.uuid4().hex
+    first = await Follower.connect(server, face, ws_token(server, app["app_key"], visitor))
+    try:
+        await first.emit(face.ask(session, question))
+        got = await first.take(events)
+    finally:
+        await first.close()  # the connection drops mid-answer
+    return session, got, face.turn_of(got[0][1])
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("face", SOCKET_FACES, ids=lambda f: f.name)
+@pytest.mark.parametrize("when", ["while-it-runs", "after-it-ended"])
+async def test_a_socket_client_that_reconnects_resumes_its_turn_from_the_next_event(server, app, model, face, when):
+    model.script("resume socket", content=RESUMED_TEXT, chunk_size=2, delay=0.03)
+    session, got, record_id = await dropped(server, app, face, "resume socket", 6)
+    if when == "after-it-ended":  # nobody reads the rest of the turn while it ends
+        await wait_for(lambda: model.stats()["completed"] == 1)
+        await asyncio.sleep(0.3)
+    rest = await resumed(server, app, face, session, record_id, len(got))
+    whole = got + rest
+    assert face.text(whole) == RESUMED_TEXT
+    if when == "while-it-runs":
+        assert model.stats()["completed"] == 0 or len(rest) > 5
+    assert model.stats()["calls"] == 1  # no second turn
+    # The turn read from the start (offset 0) is the same, event for event; from any offset, exactly the rest.
+    assert await resumed(server, app, face, session, record_id, 0) == whole
+    assert await resumed(server, app, face, session, int(record_id), 7) == whole[7:]
+
+
+@pytest.mark.parametrize("face", SOCKET_FACES, ids=lambda f: f.name)
+async def test_stop_generation_on_the_resuming_connection_stops_the_turn(server, app, model, face):
+    model.script("resume then stop", content="z" * 400, chunk_size=1, delay=0.05)
+    session, got, record_id = await dropped(server, app, face, "resume then stop", 3)
+    second = await Follower.connect(server, face, ws_token(server, app["app_key"], "v-resume"))
+    try:
+        await second.emit(face.resume(session, record_id, len(got)))
+        await second.take(2)  # the turn is followed on this connection
+        await second.emit(face.stop(record_id))
+        rest = await second.until_last()
+    finally:
+        await second.close()
+    assert face.status(rest) == "stop"
+    assert len(face.text(got + rest)) < 400
+    await wait_for(lambda: model.stats()["closed_early"] >= 1)  # the upstream call was closed
+    assert model.stats()["completed"] == 0
+
+
+@pytest.mark.parametrize("face", SOCKET_FACES, ids=lambda f: f.name)
+async def test_resume_is_refused_for_another_visitor_or_session_an_unknown_turn_or_bad_fields(server, app, model, face):
+    model.script("resume refused", content=RESUMED_TEXT, chunk_size=2, delay=0.03)
+    session, _, record_id = await dropped(server, app, face, "resume refused", 3, visitor="v-owner")
+
+    async def refusal(session: str, record_id: Any, offset: Any, visitor: str = "v-owner") -> tuple[int, str]:
+        events = await resumed(server, app, face, session, record_id, offset, visitor)
+        assert len(events) == 1 and events[0][0] == "error", events
+        error = events[0][1]
+        return face.error_code(error), json.dumps(error)
+
+    assert (await refusal(session, record_id, 3, visitor="v-thief"))[0] == 460010
+    assert (await refusal(uuid.uuid4().hex, record_id, 3))[0] == 460010
+    code, message = await refusal(session, "98765", 0)
+    assert code == 400 and "no longer" in message
+    for bad_id in ("not-a-number", "", None, -1, True):
+        code, message = await refusal(session, bad_id, 0)
+        assert code == 400 and "record" in message.lower(), (bad_id, message)
+    code, message = await refusal(session, record_id, -1)
+    assert code == 400 and "ffset" in message
+    assert model.stats()["calls"] == 1

@@ -14,10 +14,12 @@ import orjson
 
 from parley.engine.faces import Face
 from parley.engine.turn import TurnRequest
+from parley.faces.resume import ResumePoint
 
 SESSION_ID = re.compile(r"^[a-zA-Z0-9_-]{2,64}$")
 SWITCH_VALUES = ("", "enable", "disable")
 INT32_MAX = 2**31 - 1
+RECORD_ID = re.compile(r"^[0-9]{1,20}$")
 FILE_INFO_FIELDS = ("file_name", "file_size", "file_url", "file_type", "doc_id")
 
 
@@ -94,6 +96,41 @@ def validate_chat(data: dict[str, Any], *, app_key: str | None = None, visitor_i
         search_network=_switch(data, "search_network"),
         workflow_status=workflow_status,
     )
+
+
+def validate_resume(data: dict[str, Any], *, app_key: str, visitor_id: str) -> tuple[ChatRequest, ResumePoint]:
+    """Checks a WebSocket `resume`: `record_id` (the answer's), `offset` (events already received),
+    `session_id`, and the `send` fields that shape the events (`incremental`, `streaming_throttle`,
+    `stream`), so that the events replayed are those the first connection got. The session and
+    the token's visitor must be the turn's: the engine checks them."""
+    turn_id = record_id_field(data, "record_id")
+    offset = int32_field(data, "offset")
+    session_id = string_field(data, "session_id", 64, required=True)
+    if not SESSION_ID.match(session_id):
+        raise BadRequest("session_id must match ^[a-zA-Z0-9_-]{2,64}$")
+    chat = resumed_chat(app_key, visitor_id, session_id, string_field(data, "request_id", 255),
+                        bool_field(data, "incremental"), int32_field(data, "streaming_throttle"), _switch(data, "stream"))
+    return chat, ResumePoint(turn_id, offset)
+
+
+def resumed_chat(
+    app_key: str, visitor_id: str, session_id: str, request_id: str, incremental: bool, throttle: int, stream: str
+) -> ChatRequest:
+    """The request a resumed turn's events are rendered for: no question (no turn starts), only whose
+    turn it must be and how its events are shaped."""
+    turn = TurnRequest(app_key=app_key, visitor_id=visitor_id, session_id=session_id, face=Face.ADP, content="",
+                       request_id=request_id)
+    return ChatRequest(turn=turn, incremental=incremental, streaming_throttle=throttle, stream=stream)
+
+
+def record_id_field(data: dict[str, Any], name: str) -> int:
+    """A required record id: a string of digits, as every event carries it (an integer is accepted too)."""
+    value = data.get(name)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
+    if not isinstance(value, str) or not RECORD_ID.match(value):
+        raise BadRequest(f"{name} is required: the answer's record id, a string of digits")
+    return int(value)
 
 
 def string_field(

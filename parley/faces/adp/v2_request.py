@@ -14,7 +14,17 @@ from typing import Any
 
 from parley.engine.faces import Face
 from parley.engine.turn import TurnRequest
-from parley.faces.adp.request import SWITCH_VALUES, BadRequest, ChatRequest, bool_field, int32_field, string_field
+from parley.faces.adp.request import (
+    SWITCH_VALUES,
+    BadRequest,
+    ChatRequest,
+    bool_field,
+    int32_field,
+    record_id_field,
+    resumed_chat,
+    string_field,
+)
+from parley.faces.resume import ResumePoint
 
 CONVERSATION_ID = re.compile(r"^[a-zA-Z0-9_-]{32,64}$")
 TEXT_TYPES = ("text", "json_text")
@@ -28,7 +38,8 @@ class V2Chat:
     """A validated v2 request: the engine's part, and the question's contents as the echo shows them."""
 
     chat: ChatRequest
-    contents: list[dict[str, Any]] = field(default_factory=list)
+    contents: list[dict[str, Any]] | None = field(default_factory=list)
+    """None: the echo shows the recorded question's text (a resumed turn whose request gave no Contents)."""
 
 
 def looks_like_v2(data: dict[str, Any]) -> bool:
@@ -49,9 +60,7 @@ def looks_like_v2_bytes(body: bytes) -> bool:
 def validate_v2(data: dict[str, Any], *, app_key: str | None = None, visitor_id: str | None = None) -> V2Chat:
     """Checks a v2 body, or (with `app_key` and `visitor_id` from a token) a WebSocket `Request`."""
     request_id = string_field(data, "RequestId", 255)
-    conversation_id = string_field(data, "ConversationId", 64, required=True)
-    if not CONVERSATION_ID.match(conversation_id):
-        raise BadRequest("ConversationId must match ^[a-zA-Z0-9_-]{32,64}$")
+    conversation_id = _conversation_id(data)
     if app_key is None:
         app_key = string_field(data, "AppKey", 128, required=True, non_empty=True)
     if visitor_id is None:
@@ -87,6 +96,27 @@ def validate_v2(data: dict[str, Any], *, app_key: str | None = None, visitor_id:
         workflow_status=workflow_status,
     )
     return V2Chat(chat, echo)
+
+
+def validate_v2_resume(data: dict[str, Any], *, app_key: str, visitor_id: str) -> tuple[V2Chat, ResumePoint]:
+    """Checks a v2 WebSocket `resume`: `RecordId` (the answer's), `Offset` (events already received),
+    `ConversationId`, and the request fields that shape the events (`Incremental`,
+    `StreamingThrottle`, `Stream`; `Contents` only for the echo, which otherwise shows the recorded
+    question). The conversation and the token's visitor must be the turn's: the engine checks them."""
+    turn_id = record_id_field(data, "RecordId")
+    offset = int32_field(data, "Offset")
+    conversation_id = _conversation_id(data)
+    echo = _contents(data["Contents"])[3] if data.get("Contents") is not None else None
+    chat = resumed_chat(app_key, visitor_id, conversation_id, string_field(data, "RequestId", 255),
+                        bool_field(data, "Incremental"), int32_field(data, "StreamingThrottle"), _switch(data, "Stream"))
+    return V2Chat(chat, echo), ResumePoint(turn_id, offset)
+
+
+def _conversation_id(data: dict[str, Any]) -> str:
+    conversation_id = string_field(data, "ConversationId", 64, required=True)
+    if not CONVERSATION_ID.match(conversation_id):
+        raise BadRequest("ConversationId must match ^[a-zA-Z0-9_-]{32,64}$")
+    return conversation_id
 
 
 def request_id_of(data: dict[str, Any]) -> str:
