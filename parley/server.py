@@ -44,7 +44,10 @@ from parley.faces.console import openapi as console_openapi
 from parley.faces.im import openapi as im_openapi
 from parley.faces.im.routes import routes as im_routes
 from parley.knowledge.service import KnowledgeService
+from parley.knowledge.images import ImageFetcher
 from parley.knowledge.realtime_docs import RealtimeDocuments
+from parley.search.registry import SearchRegistry
+from parley.search.service import WebSearch
 from parley.messaging.runtime import open_messaging
 from parley.models.registry import ModelRegistry
 from parley.services import Services
@@ -85,10 +88,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     interrupted = await conversations.close_unfinished() if only_writer else 0
     if interrupted:
         log.warning("closed %d answers left unfinished by a previous run as interrupted", interrupted)
+    search = WebSearch(SearchRegistry(settings.search))
     engine = Engine(
         apps, conversations, models, bus,
         LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files), documents, knowledge,
         CheckpointPolicy(settings.answer_checkpoint_interval, settings.answer_checkpoint_chars),
+        search=search, images=ImageFetcher(settings.images, documents, settings.cloud_api.storage_bucket),
     )
     cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)
     messaging = open_messaging(settings, database.engine, engine, apps)
@@ -97,6 +102,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     finally:
         await engine.shutdown(settings.shutdown_grace)
         await conversations.aclose()  # the last answers' records are written before the database closes
+        await search.aclose()
         await messaging.aclose()
         await knowledge.aclose()
         await bus.aclose()

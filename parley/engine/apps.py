@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from parley.knowledge.settings import KnowledgeSettings
+from parley.search.settings import SearchAppSettings
 from parley.store.apps import AppRepository, AppRow, PublishConflict, ReleaseRow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -63,6 +64,11 @@ class AppConfig(BaseModel):
     """This application's own sensitive words, checked with the global lists."""
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     """How answers draw on the knowledge base: Q&A pairs, retrieval, scoping by labels."""
+    search: SearchAppSettings = Field(default_factory=SearchAppSettings)
+    """Online search: on or off by default, which engine, how many results."""
+    vision_model: str | None = None
+    """The model that answers questions carrying images (a configured model with `vision`);
+    none: the application's model, which sees them only if it has `vision` itself."""
 
     @field_validator("name")
     @classmethod
@@ -127,6 +133,8 @@ class ApplicationService:
             raise AppError(_describe(exc)) from exc
         if config.model is not None and config.model not in self._known_models():
             raise AppError(f"model {config.model!r} is not configured (known: {', '.join(self._known_models())})")
+        if config.vision_model is not None and config.vision_model not in self._known_models():
+            raise AppError(f"vision_model {config.vision_model!r} is not configured (known: {', '.join(self._known_models())})")
         return config
 
     async def apply(self, data: dict[str, Any]) -> tuple[App, bool]:

@@ -28,6 +28,8 @@ class ErrorKind(str, Enum):
     PROMPT_RENDER_FAILED = "prompt_render_failed"
     MODEL_TIMEOUT = "model_timeout"
     MODEL_FAILED = "model_failed"
+    IMAGE_FAILED = "image_failed"
+    """An image of the question could not be read (refused, unreachable, too large, not an image)."""
     STORE_BUSY = "store_busy"
     """The database stayed locked by another writer past the busy timeout: try again shortly."""
     INTERNAL = "internal"

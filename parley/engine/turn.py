@@ -43,9 +43,9 @@ from parley.engine.events import (
 from parley.engine.citations import CitationMarks
 from parley.engine.faces import Face
 from parley.engine.moderation import AnswerGuard, Hit
-from parley.engine.sources import KnowledgeSource
+from parley.engine.sources import ImageSource, KnowledgeSource, SearchSource
 from parley.engine.prompt import build_messages, documents_material, estimate_tokens
-from parley.models.base import ChatModel, ModelError, Usage
+from parley.models.base import ChatMessage, ChatModel, ImagePart, ModelError, Usage
 from parley.store.conversations import IN_PROGRESS, ConversationRepository, RecordRow
 from parley.store.database import is_busy
 
@@ -70,6 +70,8 @@ class TurnRequest:
     visitor_labels: list[dict[str, Any]] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)
     """(question, answer) pairs the client sent along; when given, the model sees them instead of the stored history."""
+    search: bool | None = None
+    """Online search for this turn: on, off, or None to follow the application's setting."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -101,6 +103,14 @@ class DirectReply:
     extra: dict[str, Any] | None = None
     references: tuple[dict[str, Any], ...] = ()
     knowledge: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class SearchRequest:
+    """Online search for one turn: which engine (None: the server's default), how many results."""
+
+    provider: str | None
+    count: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -141,10 +151,14 @@ class TurnPlan:
     """The question's echo, emitted once it is stored."""
     checkpoints: CheckpointPolicy | None = None
     """How often the answer in progress is saved; None: only when it ends."""
-
-    @property
-    def reply_method(self) -> int:
-        return ReplyMethod.REALTIME_DOCUMENT if self.documents else ReplyMethod.LLM
+    search: SearchRequest | None = None
+    """Online search for this turn; None: no search."""
+    search_source: SearchSource | None = None
+    images: list[str] = field(default_factory=list)
+    """URLs of the question's images the model reads (it has `vision`)."""
+    unseen_images: int = 0
+    """Images of the question the model cannot read: it answers from the text and says so."""
+    image_source: ImageSource | None = None
 
 
 class TurnRunner:
@@ -162,6 +176,10 @@ class TurnRunner:
         self._references: tuple[dict[str, Any], ...] = ()
         self._knowledge_hits: tuple[dict[str, Any], ...] = ()
         self._marks: CitationMarks | None = None
+        self._search: Any = None  # the search outcome, once searched
+        self._searching = False
+        self._image_parts: tuple[ImagePart, ...] = ()
+        self._image_status: tuple[str, int, str] | None = None  # (status, elapsed ms, detail) once looked at
         # Until the question is stored, events wait here; None once it is (and the echo went out).
         self._held: list[Event] | None = []
         self._question_error: BaseException | None = None
@@ -173,6 +191,18 @@ class TurnRunner:
         self._saved_size = 0
         self._saved_at = plan.started
         self._saving: asyncio.Future[None] | None = None
+
+    @property
+    def reply_method(self) -> int:
+        """How the answer came about: an attached document (14), images the model read (13),
+        online search results (11), else the model alone (1)."""
+        if self.plan.documents:
+            return ReplyMethod.REALTIME_DOCUMENT
+        if self._image_parts:
+            return ReplyMethod.IMAGE_UNDERSTANDING
+        if self._search is not None and self._search.results:
+            return ReplyMethod.SEARCH_ENGINE
+        return ReplyMethod.LLM
 
     def _elapsed(self) -> int:
         return int((time.monotonic() - self.plan.started) * 1000)
@@ -232,8 +262,10 @@ class TurnRunner:
         try:
             self._cancellable = True
             try:
-                direct = plan.direct or await self._consult_knowledge()
+                direct = plan.direct or await self._gather_sources()
                 if direct is None:
+                    if plan.images and not await self._read_images():
+                        return
                     await self._generate()
             finally:
                 self._cancellable = False
@@ -292,9 +324,60 @@ class TurnRunner:
             return DirectReply(resolution.qa.answer, ReplyMethod.QA_PAIR)
         if resolution.kind == "nothing":
             return DirectReply(plan.app.unknown_reply, ReplyMethod.UNKNOWN_QUESTION) if resolution.unknown else None
-        self._emit(References(self._references))
-        self._marks = CitationMarks(len(self._references))
         return None
+
+    async def _gather_sources(self) -> DirectReply | None:
+        """Knowledge, then online search when it is on: both kinds of source in one numbered
+        list, announced by one reference event. A Q&A hit settles the answer without search;
+        the unknown-question reply stands only when search found nothing either."""
+        direct = await self._consult_knowledge()
+        if direct is not None and (self.plan.search is None or direct.reply_method != ReplyMethod.UNKNOWN_QUESTION):
+            return direct
+        if self.plan.search is not None:
+            await self._search_web()
+            if self._search.results:
+                direct = None
+                self._references = (*self._references, *self._search.references())
+            elif direct is not None:
+                return direct
+        if self._references:
+            self._emit(References(self._references))
+            self._marks = CitationMarks(len(self._references))
+        return None
+
+    async def _search_web(self) -> None:
+        """Asks the search engine; a failure, a timeout or no results leave the turn without
+        search, and the search_engine procedure says which."""
+        plan = self.plan
+        request = plan.search
+        assert request is not None
+        self._searching = True
+        self._emit(Progress("processing", self._procedures("processing", model_called=False), self._elapsed()))
+        assert plan.search_source is not None  # the engine plans no search without a source
+        first = len(self._references) + 1  # after the knowledge passages, if any
+        outcome = await plan.search_source.search(request.provider, plan.question, request.count)
+        self._search = outcome.numbered(first)
+        self._searching = False
+
+    async def _read_images(self) -> bool:
+        """Fetches the question's images for the model; False when one cannot be read (the turn
+        then failed with 460025, recorded)."""
+        plan = self.plan
+        started = time.monotonic()
+        self._image_status = ("processing", 0, "")
+        self._emit(Progress("processing", self._procedures("processing", model_called=False), self._elapsed()))
+        try:
+            if plan.image_source is None:
+                raise ValueError("this server does not fetch images")
+            fetched = await plan.image_source.fetch_all(plan.info.app_id, plan.images)
+        except ValueError as exc:
+            self._image_status = ("failed", int((time.monotonic() - started) * 1000), str(exc))
+            await self._fail(ErrorKind.IMAGE_FAILED, str(exc))
+            return False
+        self._image_parts = tuple(ImagePart(image.mime, image.data) for image in fetched)
+        elapsed = int((time.monotonic() - started) * 1000)
+        self._image_status = ("success", elapsed, f"{len(fetched)} images read")
+        return True
 
     async def _generate(self) -> None:
         plan = self.plan
@@ -303,6 +386,10 @@ class TurnRunner:
         system_role = plan.system_role
         if self._resolution is not None and self._resolution.kind == "passages":
             system_role = f"{system_role}\n\n{self._resolution.instructions()}".strip()
+        if self._search is not None and self._search.results:
+            system_role = f"{system_role}\n\n{self._search.instructions()}".strip()
+        if plan.unseen_images:
+            system_role = f"{system_role}\n\n{UNSEEN_IMAGES}".strip()
         messages = build_messages(
             system_role,
             plan.history,
@@ -313,6 +400,8 @@ class TurnRunner:
             client_history=plan.client_history,
             material=documents_material(plan.documents),
         )
+        if self._image_parts:  # the question is the last message
+            messages[-1] = ChatMessage("user", messages[-1].content, self._image_parts)
         self._input_estimate = sum(estimate_tokens(m.content) for m in messages)
         self._emit(Progress("processing", self._procedures("processing"), self._elapsed()))
         loop = asyncio.get_running_loop()
@@ -419,8 +508,23 @@ class TurnRunner:
             procedures.append(
                 Procedure("knowledge", "success", resolution.input_tokens, resolution.output_tokens, "", resolution.elapsed_ms)
             )
+        if self.plan.search is not None:
+            search = self._search
+            if search is None or self._searching:
+                procedures.append(Procedure("search_engine", "processing"))
+            else:
+                procedures.append(
+                    Procedure("search_engine", "failed" if search.error else "success", elapsed_ms=search.elapsed_ms, detail=search.note)
+                )
         if self.plan.documents:
             procedures.append(Procedure("file", "success" if status == "processing" else status))
+        if self._image_status is not None:
+            image_status, elapsed, detail = self._image_status
+            procedures.append(Procedure("image", image_status, elapsed_ms=elapsed, detail=detail))
+        elif self.plan.unseen_images:
+            procedures.append(
+                Procedure("image", "failed", detail=f"{self.plan.info.model} does not read images: answered from the text alone")
+            )
         if model_called:
             usage = self._usage or Usage(self._input_estimate, 0)
             procedures.append(
@@ -449,7 +553,7 @@ class TurnRunner:
         values: dict[str, Any] = {
             "content": "".join(self._text),
             "reasoning": "".join(self._reasoning),
-            "reply_method": plan.reply_method,
+            "reply_method": self.reply_method,
             "model": info.model,
             "is_llm_generated": True,
             **fields,
@@ -530,6 +634,12 @@ class TurnRunner:
                 log.exception("could not record failed turn %s", record.id)
         self._emit(Progress("failed", self._procedures("failed"), self._elapsed()))
         self._emit(Failure(kind.value, message))
+
+
+UNSEEN_IMAGES = (
+    "The visitor's message carries images, which you cannot see. Answer from the text alone, "
+    "and say that you could not look at the images."
+)
 
 
 class QuestionNotStored(Exception):

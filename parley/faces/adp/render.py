@@ -223,4 +223,5 @@ def _procedure(p: Procedure) -> dict[str, Any]:
         ]
         if p.model
         else [],
+        **({"debugging": {"content": p.detail}} if p.detail else {}),
     }

@@ -14,7 +14,7 @@ from typing import Any
 
 from parley.engine.faces import Face
 from parley.engine.turn import TurnRequest
-from parley.faces.adp.request import SWITCH_VALUES, BadRequest, ChatRequest, bool_field, int32_field, string_field
+from parley.faces.adp.request import SWITCH_VALUES, BadRequest, ChatRequest, bool_field, int32_field, search_switch, string_field
 
 CONVERSATION_ID = re.compile(r"^[a-zA-Z0-9_-]{32,64}$")
 TEXT_TYPES = ("text", "json_text")
@@ -65,6 +65,7 @@ def validate_v2(data: dict[str, Any], *, app_key: str | None = None, visitor_id:
     bool_field(data, "EnableMultiIntent")  # accepted and checked; Parley has one intent per turn
     system_role = string_field(data, "SystemRole", None)
     model_name = string_field(data, "ModelName", 128) or None
+    search_network = _switch(data, "SearchNetwork")
     chat = ChatRequest(
         turn=TurnRequest(
             app_key=app_key,
@@ -77,11 +78,12 @@ def validate_v2(data: dict[str, Any], *, app_key: str | None = None, visitor_id:
             system_role=system_role or None,
             custom_variables=variables,
             file_infos=file_infos,
+            search=search_switch(search_network),
         ),
         incremental=incremental,
         streaming_throttle=throttle,
         stream=_switch(data, "Stream"),
-        search_network=_switch(data, "SearchNetwork"),
+        search_network=search_network,
         workflow_status=_switch(data, "WorkflowStatus"),
     )
     return V2Chat(chat, echo)

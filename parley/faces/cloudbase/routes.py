@@ -180,12 +180,13 @@ async def send_message(call: Call) -> Response:
         raise read.invalid("msg must not be empty")
     history = read.history(body)
     files = read.files(body)
-    read.boolean(body, "searchEnable")  # checked; Parley has no web search
+    search_wanted = read.boolean(body, "searchEnable")
     conversation_id = read.string(body, "conversationId", 64) or None
     bot = await call.bot(usable=True)
     conversation = await call.channel.conversation(call.caller, bot, conversation_id)
     turn = call.channel.turn_request(
-        call.caller, bot, conversation, message, files=files, request_id=call.request_id, history=history
+        call.caller, bot, conversation, message, files=files, request_id=call.request_id, history=history,
+        search=bool(search_wanted and bot.row.search_enable),  # CloudBase: the bot's switch and the request's
     )
     engine = call.services.engine
     try:
