@@ -2,11 +2,14 @@
 fixed results, on loopback in their own process (`python -m tests.support.search_server --port N`).
 
 - GET /searxng/search?q=...&format=json: SearXNG's answer shape (`results[{title, url, content}]`);
-- POST /generic {query, count}: `[{title, url, snippet}]`.
+- POST /generic {query, count}: `[{title, url, snippet}]`;
+- POST /tavily/search {query, max_results}: Tavily's `{results[{title, url, content}]}`;
+- GET /bing/v7.0/search?q=&count=: Bing's `{webPages: {value[{name, url, snippet}]}}`.
 
 Both answer the same fixed results (RESULTS, first `count`) unless the query contains
 "nothing" (no results), "slow" (an answer only after 30 s: a timeout), or "broken" (HTTP 500).
-GET /_control/queries lists the queries received (provider, query, count); POST
+GET /_control/queries lists the queries received (provider, query, count, and the key sent
+in the provider's header when there is one); POST
 /_control/reset forgets them.
 """
 
@@ -32,8 +35,8 @@ RESULTS = [
 queries: list[dict[str, Any]] = []
 
 
-async def _answer(provider: str, query: str, count: int) -> list[dict[str, Any]] | Response:
-    queries.append({"provider": provider, "query": query, "count": count})
+async def _answer(provider: str, query: str, count: int, key: str | None = None) -> list[dict[str, Any]] | Response:
+    queries.append({"provider": provider, "query": query, "count": count, **({"key": key} if key is not None else {})})
     if "slow" in query:
         await asyncio.sleep(30)
     if "broken" in query:
@@ -59,6 +62,26 @@ async def generic(request: Request) -> Response:
     return found if isinstance(found, Response) else JSONResponse(found)
 
 
+async def tavily(request: Request) -> Response:
+    body = await request.json()
+    key = request.headers.get("authorization", "").removeprefix("Bearer ")
+    found = await _answer("tavily", str(body.get("query", "")), int(body.get("max_results", 5)), key)
+    if isinstance(found, Response):
+        return found
+    return JSONResponse({"query": body.get("query"), "results": [
+        {"title": r["title"], "url": r["url"], "content": r["snippet"], "score": 0.9} for r in found
+    ]})
+
+
+async def bing(request: Request) -> Response:
+    key = request.headers.get("ocp-apim-subscription-key", "")
+    found = await _answer("bing", request.query_params.get("q", ""), int(request.query_params.get("count", "10")), key)
+    if isinstance(found, Response):
+        return found
+    value = [{"id": str(i), "name": r["title"], "url": r["url"], "snippet": r["snippet"]} for i, r in enumerate(found)]
+    return JSONResponse({"_type": "SearchResponse", "webPages": {"value": value}})
+
+
 async def control_queries(request: Request) -> Response:
     return JSONResponse(queries)
 
@@ -72,6 +95,8 @@ app = Starlette(
     routes=[
         Route("/searxng/search", searxng, methods=["GET"]),
         Route("/generic", generic, methods=["POST"]),
+        Route("/tavily/search", tavily, methods=["POST"]),
+        Route("/bing/v7.0/search", bing, methods=["GET"]),
         Route("/_control/queries", control_queries, methods=["GET"]),
         Route("/_control/reset", control_reset, methods=["POST"]),
     ]
