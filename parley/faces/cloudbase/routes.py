@@ -5,8 +5,8 @@ as `application/json` with a matching HTTP status, which `@cloudbase/ai` turns i
 error for streaming calls too. Streams are `text/event-stream` (see render.py, stream.py).
 
 `history` in send-message is checked but the context comes from the conversation's stored
-records: the engine has no way yet to take history from the client. `searchEnable` is
-accepted; Parley has no web search. Endpoints of the family that Parley does not serve
+records: the engine has no way yet to take history from the client. `searchEnable` searches
+the web when the bot's own switch is on too. Endpoints of the family that Parley does not serve
 (bot create/update/delete, files, speech, image and bot generation, WeChat) answer
 INVALID_PATH or METHOD_NOT_ALLOWED.
 """
