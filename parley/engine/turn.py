@@ -348,14 +348,12 @@ class TurnRunner:
     async def _search_web(self) -> None:
         """Asks the search engine; a failure, a timeout or no results leave the turn without
         search, and the search_engine procedure says which."""
-        plan = self.plan
-        request = plan.search
-        assert request is not None
+        plan, request, source = self.plan, self.plan.search, self.plan.search_source
+        assert request is not None and source is not None  # the engine plans no search without a source
         self._searching = True
         self._emit(Progress("processing", self._procedures("processing", model_called=False), self._elapsed()))
-        assert plan.search_source is not None  # the engine plans no search without a source
         first = len(self._references) + 1  # after the knowledge passages, if any
-        outcome = await plan.search_source.search(request.provider, plan.question, request.count)
+        outcome = await source.search(request.provider, plan.question, request.count)
         self._search = outcome.numbered(first)
         self._searching = False
 
@@ -372,11 +370,11 @@ class TurnRunner:
             fetched = await plan.image_source.fetch_all(plan.info.app_id, plan.images)
         except ValueError as exc:
             self._image_status = ("failed", int((time.monotonic() - started) * 1000), str(exc))
-            await self._fail(ErrorKind.IMAGE_FAILED, str(exc))
+            await self._fail(ErrorKind.IMAGE_FAILED, str(exc), model_called=False)
             return False
         self._image_parts = tuple(ImagePart(image.mime, image.data) for image in fetched)
         elapsed = int((time.monotonic() - started) * 1000)
-        self._image_status = ("success", elapsed, f"{len(fetched)} images read")
+        self._image_status = ("success", elapsed, f"images read: {len(fetched)}")
         return True
 
     async def _generate(self) -> None:
@@ -625,14 +623,15 @@ class TurnRunner:
             )
         )
 
-    async def _fail(self, kind: ErrorKind, message: str) -> None:
-        record = self._record("failed", error_message=f"{kind.value}: {message}"[:1024])
+    async def _fail(self, kind: ErrorKind, message: str, model_called: bool = True) -> None:
+        procedures = self._procedures("failed", model_called)
+        record = self._record("failed", procedures, error_message=f"{kind.value}: {message}"[:1024])
         try:
             await self._store(record)
         except Exception:
             if self._question_error is None:
                 log.exception("could not record failed turn %s", record.id)
-        self._emit(Progress("failed", self._procedures("failed"), self._elapsed()))
+        self._emit(Progress("failed", procedures, self._elapsed()))
         self._emit(Failure(kind.value, message))
 
 

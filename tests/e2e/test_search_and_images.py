@@ -22,7 +22,7 @@ from tests.e2e.test_cloudbase import JS_DIR, node_sdk  # noqa: F401  (the fixtur
 from tests.e2e.test_docparse import credential_for
 from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
 from tests.support.search_server import RESULTS, SearchEngines
-from tests.support.sse import post_chat
+from tests.support.sse import post_chat, post_v2_chat
 
 MAX_IMAGE_BYTES = 65536
 
@@ -103,7 +103,7 @@ def test_search_results_are_numbered_sources_cited_with_quote_infos(server, mode
     assert final["quote_infos"] == [{"index": 1, "position": 26}, {"index": 2, "position": 48}]
     assert text[:26].endswith("yuan") and text[:48].endswith("top 20")
     search = procedures(stream)["search_engine"]
-    assert search["status"] == "success" and search["title"] == "调用搜索引擎"
+    assert search["status"] == "success" and search["title"] == "调用搜索引擎" and isinstance(search["elapsed"], int)
     assert "3 results" in search["debugging"]["content"]
     assert list(procedures(stream)) == ["search_engine", "large_language_model"]
     prompt = model.stats()["requests"][-1]["messages"][0]["content"]
@@ -147,6 +147,8 @@ def test_a_provider_that_times_out_fails_or_finds_nothing_leaves_the_turn_withou
     assert final["reply_method"] == 1 and "".join(p["content"] for p in stream.answer_replies) == "Answered from memory."
     search = procedures(stream)["search_engine"]
     assert search["status"] == status and says in search["debugging"]["content"]
+    if "slow" in question:
+        assert search["elapsed"] >= 1000  # the provider's timeout
     assert "Web search results" not in model.stats()["requests"][-1]["messages"][0]["content"]
 
 
@@ -253,6 +255,16 @@ def test_an_image_uploaded_through_file_infos_reaches_the_vision_model(server, m
     _, stream = ask(server, "vision", "", file_infos=[info])
     assert "".join(p["content"] for p in stream.answer_replies).startswith(f"Saw 1 images: {seen(image)}.")
     assert stream.echo["file_infos"] == [info]
+
+
+def test_a_v2_image_content_reaches_the_vision_model(server, model):
+    image = png(12, 12, seed=5)
+    url = upload(server, "vision", image)
+    app = server.admin("GET", "/admin/apps/vision").json()
+    body = {"ConversationId": str(uuid.uuid4()), "AppKey": app["app_key"], "VisitorId": "v1", "Incremental": True,
+            "Contents": [{"Type": "text", "Text": "What is this?"}, {"Type": "image", "Image": {"Url": url}}]}
+    stream = post_v2_chat(server.url, body, "/v1/qbot/chat/sse")
+    assert stream.texts()["reply"].startswith(f"Saw 1 images: {seen(image)}.")
 
 
 def test_an_application_picks_its_vision_model_for_questions_with_images(server, model):
