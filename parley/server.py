@@ -70,7 +70,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     await database.migrate()
     models = ModelRegistry(settings)
     bus = LocalBus(retention=settings.turn_retention, compact=compact_events)
-    apps = ApplicationService(AppRepository(database.engine), models.names)
+    search = WebSearch(SearchRegistry(settings.search))
+    apps = ApplicationService(AppRepository(database.engine), models.names, search.registry.names)
     documents = RealtimeDocuments(
         RealtimeDocRepository(database.engine),
         LocalObjectStore(settings.data_dir / "objects", max_object_bytes=settings.cloud_api.upload_max_bytes),
@@ -88,7 +89,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     interrupted = await conversations.close_unfinished() if only_writer else 0
     if interrupted:
         log.warning("closed %d answers left unfinished by a previous run as interrupted", interrupted)
-    search = WebSearch(SearchRegistry(settings.search))
     engine = Engine(
         apps, conversations, models, bus,
         LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files), documents, knowledge,

@@ -113,9 +113,13 @@ class AppConflict(Exception):
 
 
 class ApplicationService:
-    def __init__(self, repository: AppRepository, known_models: Callable[[], list[str]]) -> None:
+    def __init__(
+        self, repository: AppRepository, known_models: Callable[[], list[str]],
+        known_search: Callable[[], list[str]] = list,
+    ) -> None:
         self._repo = repository
         self._known_models = known_models
+        self._known_search = known_search
         self._listeners: list[Callable[[], None]] = []
 
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -133,6 +137,9 @@ class ApplicationService:
             raise AppError(_describe(exc)) from exc
         if config.model is not None and config.model not in self._known_models():
             raise AppError(f"model {config.model!r} is not configured (known: {', '.join(self._known_models())})")
+        if config.search.provider is not None and config.search.provider not in self._known_search():
+            known = ", ".join(self._known_search()) or "none"
+            raise AppError(f"search.provider {config.search.provider!r} is not configured (known: {known})")
         if config.vision_model is not None and config.vision_model not in self._known_models():
             raise AppError(f"vision_model {config.vision_model!r} is not configured (known: {', '.join(self._known_models())})")
         return config

@@ -175,6 +175,13 @@ def test_knowledge_and_search_sources_share_one_numbered_list(server, model):
     assert list(procedures(stream)) == ["knowledge", "search_engine", "large_language_model"]
 
 
+def test_an_application_naming_an_unknown_search_engine_or_vision_model_is_refused(server):
+    response = server.admin("POST", "/admin/apps", json={"name": "web-typo", "search": {"provider": "serxng"}})
+    assert response.status_code == 400 and "serxng" in response.text and "fixed-searxng" in response.text
+    response = server.admin("POST", "/admin/apps", json={"name": "web-typo", "vision_model": "nope"})
+    assert response.status_code == 400 and "vision_model" in response.text
+
+
 def test_cloudbase_search_chunks_are_read_by_the_official_sdk(server, model, node_sdk):  # noqa: F811
     server.create_app("web-cloudbase", search={"enabled": True, "provider": "fixed-searxng", "count": 2})
     response = server.admin("POST", "/admin/apps/web-cloudbase/cloudbase", json={"searchEnable": True})
