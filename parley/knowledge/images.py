@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from parley.bounded_read import TooLarge, read_body
 from parley.config import ImageSettings
 from parley.knowledge.realtime_docs import DocumentError, RealtimeDocuments
 from parley.store.objects import ObjectError, clean_key
@@ -163,9 +164,9 @@ class ImageFetcher:
                 async with session.get(url, allow_redirects=False) as response:
                     if response.status != 200:
                         raise ImageError(f"{host} answered HTTP {response.status}")
-                    if response.content_length is not None and response.content_length > limit:
-                        raise ImageError(f"the image has {response.content_length} bytes; at most {limit} are read")
-                    data = await response.content.read(limit + 1)
+                    data = await read_body(response, limit)
+        except TooLarge as exc:
+            raise ImageError(f"the image is too large: {exc}") from None
         except RefusedAddress as exc:
             raise ImageError(str(exc)) from None
         except aiohttp.ClientConnectorError as exc:
@@ -177,6 +178,4 @@ class ImageFetcher:
             raise ImageError(f"{host} is unreachable: {exc}") from None
         except TimeoutError:
             raise ImageError(f"{host} sent no image within {self.settings.timeout:g} s") from None
-        if len(data) > limit:
-            raise ImageError(f"the image has more than {limit} bytes")
         return data

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from parley.bounded_read import TooLarge, read_body
 from parley.config import SearchProviderConfig
 from parley.search.base import SearchError, SearchResult
 
@@ -34,11 +35,13 @@ class HttpSearchProvider:
     async def _json(self, method: str, url: str, **kwargs: Any) -> Any:
         try:
             async with self._client().request(method, url, **kwargs) as response:
-                body = await response.content.read(RESPONSE_LIMIT)
+                body = await read_body(response, RESPONSE_LIMIT)
                 if response.status >= 400:
                     raise SearchError(f"{self.config.name} answered HTTP {response.status}: {body[:200].decode('utf-8', 'replace')}")
         except aiohttp.ClientError as exc:
             raise SearchError(f"{self.config.name} is unreachable: {exc}") from exc
+        except TooLarge as exc:
+            raise SearchError(f"{self.config.name} answered too much: {exc}") from exc
         try:
             return orjson.loads(body)
         except ValueError as exc:
