@@ -7,14 +7,11 @@ way as model providers (parley.models.registry): built-in ones here, others thro
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from importlib.metadata import entry_points
 
 from parley.config import SearchProviderConfig, SearchSettings
+from parley.plugins import load_plugins
 from parley.search.base import SearchProvider
-
-log = logging.getLogger(__name__)
 
 ProviderFactory = Callable[[SearchProviderConfig], SearchProvider]
 _providers: dict[str, ProviderFactory] = {}
@@ -39,19 +36,12 @@ for _name in ("searxng", "tavily", "bing", "generic"):
     register_provider(_name, _builtin(_name))
 
 
-def _load_plugins() -> None:
-    for entry in entry_points(group="parley.search"):
-        try:
-            entry.load()()  # a plugin's hook calls register_provider
-        except Exception:  # a broken plugin must not take the server down
-            log.exception("search plugin %s failed to load", entry.name)
-
 
 class SearchRegistry:
     """The configured search engines by name; each is built on first use."""
 
     def __init__(self, settings: SearchSettings) -> None:
-        _load_plugins()
+        load_plugins("parley.search")
         self._configs: dict[str, SearchProviderConfig] = {}
         for config in settings.providers:
             if config.provider not in _providers:

@@ -39,13 +39,13 @@ vision = true
 name = "fixed-searxng"
 provider = "searxng"
 base_url = "{engines.url}/searxng"
-timeout = 1.0
+timeout = 3.0
 
 [[search.providers]]
 name = "fixed-generic"
 provider = "generic"
 base_url = "{engines.url}/generic"
-timeout = 1.0
+timeout = 3.0
 
 [images]
 allowed_hosts = ["localhost", "127.0.0.1"]
@@ -134,7 +134,7 @@ def test_search_network_turns_search_on_or_off_for_one_turn(server, model, engin
 @pytest.mark.parametrize(
     "question, status, says",
     [
-        ("slow search please", "failed", "within 1 s"),
+        ("slow search please", "failed", "within 3 s"),
         ("broken search please", "failed", "HTTP 500"),
         ("search for nothing please", "success", "found nothing"),
     ],
@@ -148,7 +148,7 @@ def test_a_provider_that_times_out_fails_or_finds_nothing_leaves_the_turn_withou
     search = procedures(stream)["search_engine"]
     assert search["status"] == status and says in search["debugging"]["content"]
     if "slow" in question:
-        assert search["elapsed"] >= 1000  # the provider's timeout
+        assert search["elapsed"] >= 3000  # the provider's timeout
     assert "Web search results" not in model.stats()["requests"][-1]["messages"][0]["content"]
 
 
