@@ -44,6 +44,9 @@ class ModelConfig(BaseModel):
     idle_timeout: float = 60.0
     """Seconds to wait between chunks before the turn fails with 460020."""
     description: str = ""
+    vision: bool = False
+    """The model reads images (OpenAI-style `image_url` parts): images in a question go to it.
+    A model without it answers from the question's text alone and says so."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Provider-specific options (for example `n_ctx` or `model_path` for the local model)."""
 
@@ -111,6 +114,10 @@ class Settings(BaseModel):
     """The largest request body each face reads (`[body_limits]`)."""
     workflows: "WorkflowServerSettings" = Field(default_factory=lambda: WorkflowServerSettings())
     """What workflow nodes may do on this server: code nodes, HTTP requests (`[workflows]`)."""
+    search: "SearchSettings" = Field(default_factory=lambda: SearchSettings())
+    """Online search engines applications may use (`[search]`, `[[search.providers]]`)."""
+    images: "ImageSettings" = Field(default_factory=lambda: ImageSettings())
+    """Fetching the images of a question for a vision model (`[images]`)."""
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -361,6 +368,59 @@ class WorkflowServerSettings(BaseModel):
     http_timeout: float = Field(10.0, gt=0, le=600)
     node_timeout: float = Field(60.0, gt=0, le=3600)
     """Seconds a node may take unless its own `timeout` says otherwise."""
+
+
+class SearchProviderConfig(BaseModel):
+    """One online search engine (`[[search.providers]]`)."""
+
+    name: str
+    """The name applications use (`search.provider`)."""
+    provider: str
+    """`searxng`, `tavily`, `bing`, `generic`, or one a plugin registers."""
+    base_url: str = ""
+    """SearXNG: the instance; generic: the URL posted to; Tavily and Bing: their public API when empty."""
+    api_key_env: str | None = None
+    """Environment variable holding the API key; the key itself never sits in a file."""
+    timeout: float = Field(8.0, gt=0, le=120)
+    """Seconds a search may take; past it the turn goes on without search."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Extra parameters sent with every query (SearXNG `language`, Tavily `search_depth`, Bing `mkt`)."""
+
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+
+
+class SearchSettings(BaseModel):
+    providers: list[SearchProviderConfig] = Field(default_factory=list)
+    default: str | None = None
+    """The engine of applications that name none (default: the first configured)."""
+
+    @field_validator("providers")
+    @classmethod
+    def _distinct(cls, value: list[SearchProviderConfig]) -> list[SearchProviderConfig]:
+        names = [p.name for p in value]
+        if len(names) != len(set(names)):
+            raise ValueError("each search provider name may be configured once")
+        return value
+
+
+class ImageSettings(BaseModel):
+    """How the images of a question are fetched (`[images]`).
+
+    Images uploaded to Parley (DescribeStorageCredential) are read from its own store. Any
+    other URL is fetched only from `allowed_hosts`, and never from an address that is not
+    public (loopback, private, link-local...), whatever the host name resolves to.
+    """
+
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Hosts external image URLs may name: `img.example.com`, or `*.example.com` for its
+    subdomains. Empty: only Parley's own uploads."""
+    max_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    """The largest image read; a larger one fails the turn with 460025."""
+    timeout: float = Field(10.0, gt=0, le=120)
+    """Seconds to fetch one external image."""
+    max_images: int = Field(4, ge=1, le=32)
+    """Images of one question sent to the model; more fail the turn with 460025."""
 
 
 Settings.model_rebuild()

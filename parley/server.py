@@ -54,7 +54,10 @@ from parley.faces.console import openapi as console_openapi
 from parley.faces.im import openapi as im_openapi
 from parley.faces.im.routes import routes as im_routes
 from parley.knowledge.service import KnowledgeService
+from parley.knowledge.images import ImageFetcher
 from parley.knowledge.realtime_docs import RealtimeDocuments
+from parley.search.registry import SearchRegistry
+from parley.search.service import WebSearch
 from parley.messaging.runtime import open_messaging
 from parley.models.registry import ModelRegistry
 from parley.services import Services
@@ -107,7 +110,8 @@ async def open_bus(settings: Settings, redis: Redis | None) -> AsyncIterator[Bus
 
 @asynccontextmanager
 async def _open_services(settings: Settings, database: Database, models: ModelRegistry, bus: Bus) -> AsyncIterator[Services]:
-    apps = ApplicationService(AppRepository(database.engine), models.names)
+    search = WebSearch(SearchRegistry(settings.search))
+    apps = ApplicationService(AppRepository(database.engine), models.names, search.registry.names)
     documents = RealtimeDocuments(
         RealtimeDocRepository(database.engine),
         LocalObjectStore(settings.data_dir / "objects", max_object_bytes=settings.cloud_api.upload_max_bytes),
@@ -130,6 +134,7 @@ async def _open_services(settings: Settings, database: Database, models: ModelRe
         LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files), documents, knowledge,
         CheckpointPolicy(settings.answer_checkpoint_interval, settings.answer_checkpoint_chars),
         WorkflowHost(settings.workflows, WorkflowRunRepository(database.engine), models, knowledge),
+        search=search, images=ImageFetcher(settings.images, documents, settings.cloud_api.storage_bucket),
     )
     cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)
     messaging = open_messaging(settings, database.engine, engine, apps)
@@ -143,6 +148,7 @@ async def _open_services(settings: Settings, database: Database, models: ModelRe
             await reaper.aclose()
         await engine.shutdown(settings.shutdown_grace)
         await conversations.aclose()  # the last answers' records are written before the database closes
+        await search.aclose()
         await messaging.aclose()
         await knowledge.aclose()
 

@@ -348,6 +348,7 @@ class CloudBaseChannel:
         files: Sequence[str] = (),
         request_id: str = "",
         history: Sequence[HistoryItem] = (),
+        search: bool | None = None,
     ) -> TurnRequest:
         """The engine's request for a message in a conversation.
 
@@ -364,6 +365,7 @@ class CloudBaseChannel:
             request_id=request_id,
             file_infos=[_file_info(url) for url in files],
             history=history_pairs(history),
+            search=search,
         )
 
     async def message_accepted(self, conversation: ConversationRow, message: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from parley.knowledge.settings import KnowledgeSettings
+from parley.search.settings import SearchAppSettings
 from parley.store.apps import AppRepository, AppRow, PublishConflict, ReleaseRow
 from parley.workflow.definition import WorkflowInvalid, models_used, parse_workflow
 
@@ -67,6 +68,11 @@ class AppConfig(BaseModel):
     workflow: dict[str, Any] | None = None
     """The workflow that answers this application's questions (docs/workflows.md), in Parley's
     format; part of the configuration, so a draft's changes reach visitors at the next publish."""
+    search: SearchAppSettings = Field(default_factory=SearchAppSettings)
+    """Online search: on or off by default, which engine, how many results."""
+    vision_model: str | None = None
+    """The model that answers questions carrying images (a configured model with `vision`);
+    none: the application's model, which sees them only if it has `vision` itself."""
 
     @field_validator("workflow")
     @classmethod
@@ -121,9 +127,13 @@ class AppConflict(Exception):
 
 
 class ApplicationService:
-    def __init__(self, repository: AppRepository, known_models: Callable[[], list[str]]) -> None:
+    def __init__(
+        self, repository: AppRepository, known_models: Callable[[], list[str]],
+        known_search: Callable[[], list[str]] = list,
+    ) -> None:
         self._repo = repository
         self._known_models = known_models
+        self._known_search = known_search
         self._listeners: list[Callable[[], None]] = []
 
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -146,6 +156,11 @@ class ApplicationService:
                 if model not in self._known_models():
                     raise AppError(f"workflow node {node_id!r}: model {model!r} is not configured "
                                    f"(known: {', '.join(self._known_models())})")
+        if config.search.provider is not None and config.search.provider not in self._known_search():
+            known = ", ".join(self._known_search()) or "none"
+            raise AppError(f"search.provider {config.search.provider!r} is not configured (known: {known})")
+        if config.vision_model is not None and config.vision_model not in self._known_models():
+            raise AppError(f"vision_model {config.vision_model!r} is not configured (known: {', '.join(self._known_models())})")
         return config
 
     async def apply(self, data: dict[str, Any]) -> tuple[App, bool]:

@@ -18,8 +18,9 @@ from parley.engine.faces import Face
 from parley.engine.limits import ConcurrencyLimiter, RateLimiter
 from parley.engine.moderation import Moderator
 from parley.engine.prompt import render_role
-from parley.engine.sources import DocumentSource, KnowledgeSource
-from parley.engine.turn import CheckpointPolicy, DirectReply, TurnInfo, TurnPlan, TurnRequest, TurnRunner
+from parley.engine.images import image_urls
+from parley.engine.sources import DocumentSource, ImageSource, KnowledgeSource, SearchSource
+from parley.engine.turn import CheckpointPolicy, DirectReply, SearchRequest, TurnInfo, TurnPlan, TurnRequest, TurnRunner
 from parley.engine.workflows import WorkflowHost
 from parley.ids import new_id
 from parley.models.registry import ModelRegistry
@@ -63,6 +64,9 @@ class Engine:
         knowledge: KnowledgeSource | None = None,
         checkpoints: CheckpointPolicy | None = None,
         workflows: WorkflowHost | None = None,
+        *,
+        search: SearchSource | None = None,
+        images: ImageSource | None = None,
     ) -> None:
         """`checkpoints`: how often an answer in progress is saved (None: only when it ends);
         `workflows`: runs applications' workflows (None: questions never go through one)."""
@@ -77,6 +81,8 @@ class Engine:
         self.knowledge = knowledge
         self.checkpoints = checkpoints
         self.workflows = workflows
+        self.search = search
+        self.images = images
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._configs: dict[int, AppConfig] = {}  # parsed releases by release id; releases never change
         self._releases: RefreshingCache[str, tuple[AppRow | None, ReleaseRow | None]] = RefreshingCache(
@@ -132,7 +138,9 @@ class Engine:
         started = time.monotonic()
         app_row, release, app = await self._released(request.app_key)
 
-        model_name = request.model_name or app.model or self.models.default_name
+        images = image_urls(request.content, request.file_infos)
+        vision_model = app.vision_model if images else None
+        model_name = request.model_name or vision_model or app.model or self.models.default_name
         model_config = self.models.config(model_name)
         if model_config is None:
             raise TurnRejected(ErrorKind.BAD_REQUEST, f"model_name {model_name!r} is not available")
@@ -263,10 +271,21 @@ class Engine:
             echo=UserEcho(question.id, question.content, info.timestamp, question.is_evil, request.file_infos),
             checkpoints=self.checkpoints,
             workflow=workflow,
+            search=self._search_request(app, request) if direct is None and workflow is None and self.search is not None else None,
+            search_source=self.search,
+            images=images if model_config.vision else [],
+            unseen_images=0 if model_config.vision else len(images),
+            image_source=self.images,
         )
         task = asyncio.create_task(self._run(TurnRunner(plan, self.bus, self.conversations), limit_key))
         self._tasks[answer_id] = task
         return info
+
+    @staticmethod
+    def _search_request(app: AppConfig, request: TurnRequest) -> SearchRequest | None:
+        """Search for this turn: the request's switch where it gives one, else the application's."""
+        wanted = app.search.enabled if request.search is None else request.search
+        return SearchRequest(app.search.provider, app.search.count) if wanted else None
 
     async def _attached_documents(self, app_id: int, request: TurnRequest) -> list[tuple[str, str]]:
         """The parsed real-time documents a question names (file infos with a `doc_id` from

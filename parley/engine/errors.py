@@ -30,6 +30,8 @@ class ErrorKind(str, Enum):
     MODEL_FAILED = "model_failed"
     WORKFLOW_FAILED = "workflow_failed"
     """A workflow node failed; the message names the node and says why (its FailMessage)."""
+    IMAGE_FAILED = "image_failed"
+    """An image of the question could not be read (refused, unreachable, too large, not an image)."""
     STORE_BUSY = "store_busy"
     """The database stayed locked by another writer past the busy timeout: try again shortly."""
     INTERNAL = "internal"

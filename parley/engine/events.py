@@ -16,6 +16,8 @@ PROCEDURE_TITLES = {
     "thought": "思考",
     "file": "读取文件",
     "workflow": "工作流",
+    "search_engine": "调用搜索引擎",
+    "image": "调用图像理解",
 }
 
 
@@ -27,6 +29,9 @@ class Procedure:
     output_tokens: int = 0
     model: str = ""
     elapsed_ms: int = 0
+    detail: str = ""
+    """What the step did, in words, when its status alone does not say (a search that found
+    nothing, images the model could not see)."""
 
     @property
     def title(self) -> str:
@@ -129,6 +134,8 @@ class ReplyMethod:
     QA_PAIR = 5
     GREETING = 6
     CONCURRENCY_EXCEEDED = 7
+    SEARCH_ENGINE = 11
+    IMAGE_UNDERSTANDING = 13
     REALTIME_DOCUMENT = 14
     WORKFLOW = 16
     WORKFLOW_OPERATION = 17

@@ -1,5 +1,5 @@
-"""What the engine needs from the services that feed a turn: attached documents and the
-knowledge base. Small interfaces, so the engine never depends on how they are stored."""
+"""What the engine needs from the services that feed a turn: attached documents, the
+knowledge base, online search and the question's images. Small interfaces, so the engine never depends on how they are stored."""
 
 from __future__ import annotations
 
@@ -34,3 +34,24 @@ class KnowledgeSource(Protocol):
         """A resolution: `kind` ("qa", "passages" or "nothing"), `qa` (with `answer`),
         `unknown`, `elapsed_ms`, `input_tokens`, `instructions()`, `references()`,
         `knowledge()` (see parley.knowledge.service.Resolution)."""
+
+
+class SearchSource(Protocol):
+    """Online search (parley.search.service.WebSearch), asked once per turn when search is on."""
+
+    async def search(self, provider: str | None, query: str, count: int) -> Any:
+        """An outcome that never raises: `results`, `elapsed_ms`, `error`, `note`,
+        `numbered(first)`, `instructions()`, `references()` (see parley.search.service.SearchOutcome)."""
+
+
+class FetchedImage(Protocol):
+    mime: str
+    data: bytes
+
+
+class ImageSource(Protocol):
+    """The images of a question (parley.knowledge.images.ImageFetcher)."""
+
+    async def fetch_all(self, app_id: int, urls: Sequence[str]) -> Sequence[FetchedImage]:
+        """The images' bytes and types, in order; raises ValueError (or a subclass) naming what
+        is wrong with the first that cannot be read."""

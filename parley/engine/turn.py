@@ -44,9 +44,9 @@ from parley.engine.events import (
 from parley.engine.citations import CitationMarks
 from parley.engine.faces import Face
 from parley.engine.moderation import AnswerGuard, Hit
-from parley.engine.sources import KnowledgeSource
+from parley.engine.sources import ImageSource, KnowledgeSource, SearchSource
 from parley.engine.prompt import build_messages, documents_material, estimate_tokens
-from parley.models.base import ChatModel, ModelError, Usage
+from parley.models.base import ChatMessage, ChatModel, ImagePart, ModelError, Usage
 from parley.store.conversations import IN_PROGRESS, ConversationRepository, RecordRow
 from parley.store.database import is_busy
 from parley.workflow.events import NodeProgress, WorkflowFailed, WorkflowFinished, WorkflowMessage, WorkflowSuspended
@@ -77,6 +77,8 @@ class TurnRequest:
     """(question, answer) pairs the client sent along; when given, the model sees them instead of the stored history."""
     workflow_enabled: bool = True
     """False (ADP `workflow_status: disable`): the application's workflow is skipped for this question."""
+    search: bool | None = None
+    """Online search for this turn: on, off, or None to follow the application's setting."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -108,6 +110,14 @@ class DirectReply:
     extra: dict[str, Any] | None = None
     references: tuple[dict[str, Any], ...] = ()
     knowledge: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class SearchRequest:
+    """Online search for one turn: which engine (None: the server's default), how many results."""
+
+    provider: str | None
+    count: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -150,12 +160,14 @@ class TurnPlan:
     """How often the answer in progress is saved; None: only when it ends."""
     workflow: WorkflowTurn | None = None
     """The application's workflow answers this question (a new run, or the session's paused one)."""
-
-    @property
-    def reply_method(self) -> int:
-        if self.workflow is not None:
-            return ReplyMethod.WORKFLOW
-        return ReplyMethod.REALTIME_DOCUMENT if self.documents else ReplyMethod.LLM
+    search: SearchRequest | None = None
+    """Online search for this turn; None: no search."""
+    search_source: SearchSource | None = None
+    images: list[str] = field(default_factory=list)
+    """URLs of the question's images the model reads (it has `vision`)."""
+    unseen_images: int = 0
+    """Images of the question the model cannot read: it answers from the text and says so."""
+    image_source: ImageSource | None = None
 
 
 class TurnRunner:
@@ -173,6 +185,10 @@ class TurnRunner:
         self._references: tuple[dict[str, Any], ...] = ()
         self._knowledge_hits: tuple[dict[str, Any], ...] = ()
         self._marks: CitationMarks | None = None
+        self._search: Any = None  # the search outcome, once searched
+        self._searching = False
+        self._image_parts: tuple[ImagePart, ...] = ()
+        self._image_status: tuple[str, int, str] | None = None  # (status, elapsed ms, detail) once looked at
         # Until the question is stored, events wait here; None once it is (and the echo went out).
         self._held: list[Event] | None = []
         self._question_error: BaseException | None = None
@@ -188,6 +204,20 @@ class TurnRunner:
         self._work_flow: dict[str, Any] | None = None
         self._workflow_usage: Procedure | None = None
         self._workflow_method = ReplyMethod.WORKFLOW
+
+    @property
+    def reply_method(self) -> int:
+        """How the answer came about: a workflow (16), an attached document (14), images the model
+        read (13), online search results (11), else the model alone (1)."""
+        if self.plan.workflow is not None:
+            return self._workflow_method
+        if self.plan.documents:
+            return ReplyMethod.REALTIME_DOCUMENT
+        if self._image_parts:
+            return ReplyMethod.IMAGE_UNDERSTANDING
+        if self._search is not None and self._search.results:
+            return ReplyMethod.SEARCH_ENGINE
+        return ReplyMethod.LLM
 
     def _elapsed(self) -> int:
         return int((time.monotonic() - self.plan.started) * 1000)
@@ -251,8 +281,10 @@ class TurnRunner:
                     direct = None
                     await self._run_workflow(plan.workflow)
                 else:
-                    direct = plan.direct or await self._consult_knowledge()
+                    direct = plan.direct or await self._gather_sources()
                     if direct is None:
+                        if plan.images and not await self._read_images():
+                            return
                         await self._generate()
             finally:
                 self._cancellable = False
@@ -316,8 +348,6 @@ class TurnRunner:
             return DirectReply(resolution.qa.answer, ReplyMethod.QA_PAIR)
         if resolution.kind == "nothing":
             return DirectReply(plan.app.unknown_reply, ReplyMethod.UNKNOWN_QUESTION) if resolution.unknown else None
-        self._emit(References(self._references))
-        self._marks = CitationMarks(len(self._references))
         return None
 
     async def _run_workflow(self, workflow: WorkflowTurn) -> None:
@@ -383,6 +413,57 @@ class TurnRunner:
         self._emit(Progress("success", procedures, self._elapsed()))
         self._emit(Final(record.content, self._workflow_method, int(time.time()), False, work_flow=self._work_flow))
 
+    async def _gather_sources(self) -> DirectReply | None:
+        """Knowledge, then online search when it is on: both kinds of source in one numbered
+        list, announced by one reference event. A Q&A hit settles the answer without search;
+        the unknown-question reply stands only when search found nothing either."""
+        direct = await self._consult_knowledge()
+        if direct is not None and (self.plan.search is None or direct.reply_method != ReplyMethod.UNKNOWN_QUESTION):
+            return direct
+        if self.plan.search is not None:
+            await self._search_web()
+            if self._search.results:
+                direct = None
+                self._references = (*self._references, *self._search.references())
+            elif direct is not None:
+                return direct
+        if self._references:
+            self._emit(References(self._references))
+            self._marks = CitationMarks(len(self._references))
+        return None
+
+    async def _search_web(self) -> None:
+        """Asks the search engine; a failure, a timeout or no results leave the turn without
+        search, and the search_engine procedure says which."""
+        plan, request, source = self.plan, self.plan.search, self.plan.search_source
+        assert request is not None and source is not None  # the engine plans no search without a source
+        self._searching = True
+        self._emit(Progress("processing", self._procedures("processing", model_called=False), self._elapsed()))
+        first = len(self._references) + 1  # after the knowledge passages, if any
+        outcome = await source.search(request.provider, plan.question, request.count)
+        self._search = outcome.numbered(first)
+        self._searching = False
+
+    async def _read_images(self) -> bool:
+        """Fetches the question's images for the model; False when one cannot be read (the turn
+        then failed with 460025, recorded)."""
+        plan = self.plan
+        started = time.monotonic()
+        self._image_status = ("processing", 0, "")
+        self._emit(Progress("processing", self._procedures("processing", model_called=False), self._elapsed()))
+        try:
+            if plan.image_source is None:
+                raise ValueError("this server does not fetch images")
+            fetched = await plan.image_source.fetch_all(plan.info.app_id, plan.images)
+        except ValueError as exc:
+            self._image_status = ("failed", int((time.monotonic() - started) * 1000), str(exc))
+            await self._fail(ErrorKind.IMAGE_FAILED, str(exc), model_called=False)
+            return False
+        self._image_parts = tuple(ImagePart(image.mime, image.data) for image in fetched)
+        elapsed = int((time.monotonic() - started) * 1000)
+        self._image_status = ("success", elapsed, f"images read: {len(fetched)}")
+        return True
+
     async def _generate(self) -> None:
         plan = self.plan
         config = plan.model_config
@@ -390,6 +471,10 @@ class TurnRunner:
         system_role = plan.system_role
         if self._resolution is not None and self._resolution.kind == "passages":
             system_role = f"{system_role}\n\n{self._resolution.instructions()}".strip()
+        if self._search is not None and self._search.results:
+            system_role = f"{system_role}\n\n{self._search.instructions()}".strip()
+        if plan.unseen_images:
+            system_role = f"{system_role}\n\n{UNSEEN_IMAGES}".strip()
         messages = build_messages(
             system_role,
             plan.history,
@@ -400,6 +485,8 @@ class TurnRunner:
             client_history=plan.client_history,
             material=documents_material(plan.documents),
         )
+        if self._image_parts:  # the question is the last message
+            messages[-1] = ChatMessage("user", messages[-1].content, self._image_parts)
         self._input_estimate = sum(estimate_tokens(m.content) for m in messages)
         self._emit(Progress("processing", self._procedures("processing"), self._elapsed()))
         loop = asyncio.get_running_loop()
@@ -506,10 +593,25 @@ class TurnRunner:
             procedures.append(
                 Procedure("knowledge", "success", resolution.input_tokens, resolution.output_tokens, "", resolution.elapsed_ms)
             )
+        if self.plan.search is not None:
+            search = self._search
+            if search is None or self._searching:
+                procedures.append(Procedure("search_engine", "processing"))
+            else:
+                procedures.append(
+                    Procedure("search_engine", "failed" if search.error else "success", elapsed_ms=search.elapsed_ms, detail=search.note)
+                )
         if self.plan.documents:
             procedures.append(Procedure("file", "success" if status == "processing" else status))
         if self._workflow_usage is not None:
             procedures.append(self._workflow_usage)
+        if self._image_status is not None:
+            image_status, elapsed, detail = self._image_status
+            procedures.append(Procedure("image", image_status, elapsed_ms=elapsed, detail=detail))
+        elif self.plan.unseen_images:
+            procedures.append(
+                Procedure("image", "failed", detail=f"{self.plan.info.model} does not read images: answered from the text alone")
+            )
         if model_called:
             usage = self._usage or Usage(self._input_estimate, 0)
             procedures.append(
@@ -538,7 +640,7 @@ class TurnRunner:
         values: dict[str, Any] = {
             "content": "".join(self._text),
             "reasoning": "".join(self._reasoning),
-            "reply_method": plan.reply_method,
+            "reply_method": self.reply_method,
             "model": info.model,
             "is_llm_generated": True,
             **fields,
@@ -610,19 +712,26 @@ class TurnRunner:
             )
         )
 
-    async def _fail(self, kind: ErrorKind, message: str) -> None:
-        record = self._record("failed", error_message=f"{kind.value}: {message}"[:1024])
+    async def _fail(self, kind: ErrorKind, message: str, model_called: bool = True) -> None:
+        procedures = self._procedures("failed", model_called)
+        record = self._record("failed", procedures, error_message=f"{kind.value}: {message}"[:1024])
         try:
             await self._store(record)
         except Exception:
             if self._question_error is None:
                 log.exception("could not record failed turn %s", record.id)
-        self._emit(Progress("failed", self._procedures("failed"), self._elapsed()))
+        self._emit(Progress("failed", procedures, self._elapsed()))
         self._emit(Failure(kind.value, message))
 
 
 class WorkflowFailure(Exception):
     """A workflow node failed: the message names it and says why."""
+
+
+UNSEEN_IMAGES = (
+    "The visitor's message carries images, which you cannot see. Answer from the text alone, "
+    "and say that you could not look at the images."
+)
 
 
 class QuestionNotStored(Exception):

@@ -10,9 +10,18 @@ from parley.config import ModelConfig
 
 
 @dataclass(slots=True, frozen=True)
+class ImagePart:
+    """An image sent with a message to a model that reads images."""
+
+    mime: str
+    data: bytes
+
+
+@dataclass(slots=True, frozen=True)
 class ChatMessage:
     role: Literal["system", "user", "assistant"]
     content: str
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)

@@ -13,6 +13,7 @@ the model sees the client leave.
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -56,7 +57,7 @@ class OpenAICompatibleModel:
         config = self.config
         params: dict[str, Any] = {
             "model": config.upstream_model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [_message_json(m) for m in messages],
             "stream": True,
         }
         if config.options.get("stream_usage", True):
@@ -133,6 +134,17 @@ class OpenAICompatibleModel:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _message_json(message: ChatMessage) -> dict[str, Any]:
+    """A message as the chat completions API takes it: images as `image_url` parts with a data URL."""
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    for image in message.images:
+        url = f"data:{image.mime};base64,{base64.b64encode(image.data).decode()}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return {"role": message.role, "content": parts}
 
 
 def _parse_line(line: bytes) -> dict[str, Any] | None:

@@ -7,14 +7,11 @@ through the `parley.models` entry-point group, so adding one never edits the eng
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from importlib.metadata import entry_points
 
 from parley.config import LOCAL_MODEL_NAME, ModelConfig, Settings
 from parley.models.base import ChatModel
-
-log = logging.getLogger(__name__)
+from parley.plugins import load_plugins
 
 ProviderFactory = Callable[[ModelConfig], ChatModel]
 _providers: dict[str, ProviderFactory] = {}
@@ -40,13 +37,6 @@ register_provider("openai", _openai)
 register_provider("local", _local)
 
 
-def _load_plugins() -> None:
-    for entry in entry_points(group="parley.models"):
-        try:
-            entry.load()()  # a plugin's hook calls register_provider
-        except Exception:  # a broken plugin must not take the server down
-            log.exception("model plugin %s failed to load", entry.name)
-
 
 def local_model_config() -> ModelConfig:
     """The embedded SmolLM2: English only and small, it proves the pipeline offline."""
@@ -67,7 +57,7 @@ class ModelRegistry:
     """The configured models by name; each is built on first use."""
 
     def __init__(self, settings: Settings) -> None:
-        _load_plugins()
+        load_plugins("parley.models")
         self._configs: dict[str, ModelConfig] = {}
         if settings.local_model:
             self._configs[LOCAL_MODEL_NAME] = local_model_config()

@@ -18,12 +18,18 @@ this HTTP status instead), `drop_after` (close the connection after N chunks),
 `hang_after` (stop sending after N chunks, keeping the connection open), `finish`
 (false: end without a finish reason).
 Without a matching rule the answer is "Echo: " + the last user message.
+
+A vision model: `image_url` parts (data URLs) in the last user message are decoded, and
+"Saw N images: <size> bytes sha256 <hex>; ..." is put before the answer, so a test can tell
+which bytes reached the model. GET /_control/stats lists them under `images` too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
 import time
 from typing import Any
@@ -47,6 +53,7 @@ class State:
         self.closed_early = 0
         self.completed = 0
         self.requests: list[dict[str, Any]] = []
+        self.images: list[dict[str, Any]] = []
 
     def script_for(self, body: dict[str, Any]) -> dict[str, Any]:
         users = [m for m in body.get("messages", []) if m.get("role") == "user"]
@@ -74,12 +81,47 @@ def _words(messages: list[dict[str, Any]]) -> int:
     return sum(len(str(m.get("content", "")).split()) for m in messages)
 
 
+def images_seen(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The images of the last user message: their type, size and sha256, from the bytes received."""
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    parts = users[-1]["content"] if users and isinstance(users[-1]["content"], list) else []
+    seen = []
+    for part in parts:
+        url = part.get("image_url", {}).get("url", "") if part.get("type") == "image_url" else ""
+        if url.startswith("data:") and ";base64," in url:
+            mime, data = url[5:].split(";base64,", 1)
+            raw = base64.b64decode(data)
+            seen.append({"mime": mime, "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()})
+    return seen
+
+
+def _without_images(body: dict[str, Any]) -> dict[str, Any]:
+    """The request as kept for the stats: image data replaced by its size (they can be large)."""
+    messages = []
+    for m in body.get("messages", []):
+        if isinstance(m.get("content"), list):
+            m = {**m, "content": [
+                {"type": "image_url", "image_url": {"url": f"<{len(p['image_url']['url'])} characters>"}}
+                if p.get("type") == "image_url" else p for p in m["content"]
+            ]}
+        messages.append(m)
+    return {**body, "messages": messages}
+
+
 async def completions(request: Request) -> Response:
     body = await request.json()
     state.calls += 1
+    images = images_seen(body)
+    state.images.extend(images)
+    body = _without_images(body)
     state.requests.append(body)
     del state.requests[:-50]
     script = state.script_for(body)
+    if images:
+        seen = "; ".join(f"{i['size']} bytes sha256 {i['sha256']}" for i in images)
+        text = script.get("content", "")
+        text = "".join(text) if isinstance(text, list) else text
+        script = {**script, "content": f"Saw {len(images)} images: {seen}. {text}"}
     if "status" in script:
         return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, status_code=script["status"])
     size = int(script.get("chunk_size", 3))
@@ -163,6 +205,7 @@ async def stats(request: Request) -> Response:
         {
             "calls": state.calls, "concurrent": state.concurrent, "max_concurrent": state.max_concurrent,
             "closed_early": state.closed_early, "completed": state.completed, "requests": state.requests,
+            "images": state.images,
         }
     )
 

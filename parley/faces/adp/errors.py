@@ -21,6 +21,7 @@ MESSAGES = {
     460011: "Exceed the concurrency limit",
     460020: "Model request timeout",
     460024: "Invalid tag",
+    460025: "Image Analysis failed.",
     460031: "The number of connections in this application has exceeded the request limit. Try again later.",
     460034: "Content too long",
     4505004: "APPKEY is invalid, please verify the source of APPKEY",
@@ -44,6 +45,7 @@ CODES = {
     ErrorKind.MODEL_TIMEOUT: 460020,
     ErrorKind.MODEL_FAILED: MODEL_FAILED,
     ErrorKind.WORKFLOW_FAILED: WORKFLOW_FAILED,
+    ErrorKind.IMAGE_FAILED: 460025,
     ErrorKind.STORE_BUSY: 460011,
     ErrorKind.INTERNAL: MODEL_FAILED,
 }

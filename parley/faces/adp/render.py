@@ -240,4 +240,6 @@ def _procedure(p: Procedure) -> dict[str, Any]:
         ]
         if p.model
         else [],
+        "elapsed": p.elapsed_ms,  # milliseconds, as thought procedures carry it
+        **({"debugging": {"content": p.detail}} if p.detail else {}),
     }

@@ -61,6 +61,7 @@ def validate_chat(data: dict[str, Any], *, app_key: str | None = None, visitor_i
     if visitor_id is None:
         visitor_id = string_field(data, "visitor_biz_id", 64, required=True, non_empty=True)
     file_infos = _file_infos(data.get("file_infos"))
+    search_network = _switch(data, "search_network")
     content = string_field(data, "content", None, required=not file_infos)
     if not content and not file_infos:
         raise BadRequest("content must not be empty when no file_infos are given")
@@ -89,11 +90,12 @@ def validate_chat(data: dict[str, Any], *, app_key: str | None = None, visitor_i
             file_infos=file_infos,
             visitor_labels=_visitor_labels(data.get("visitor_labels")),
             workflow_enabled=workflow_status != "disable",
+            search=search_switch(search_network),
         ),
         incremental=incremental,
         streaming_throttle=throttle,
         stream=_switch(data, "stream"),
-        search_network=_switch(data, "search_network"),
+        search_network=search_network,
         workflow_status=workflow_status,
     )
 
@@ -178,6 +180,11 @@ def _switch(data: dict[str, Any], name: str) -> str:
     if value not in SWITCH_VALUES:
         raise BadRequest(f'{name} must be "", "enable" or "disable"')
     return value
+
+
+def search_switch(value: str) -> bool | None:
+    """`search_network` as the engine takes it: "enable" on, "disable" off, "" the application's setting."""
+    return {"enable": True, "disable": False}.get(value)
 
 
 def _custom_variables(value: Any) -> dict[str, str]:

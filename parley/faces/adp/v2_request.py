@@ -22,6 +22,7 @@ from parley.faces.adp.request import (
     int32_field,
     record_id_field,
     resumed_chat,
+    search_switch,
     string_field,
 )
 from parley.faces.resume import ResumePoint
@@ -75,6 +76,7 @@ def validate_v2(data: dict[str, Any], *, app_key: str | None = None, visitor_id:
     system_role = string_field(data, "SystemRole", None)
     model_name = string_field(data, "ModelName", 128) or None
     workflow_status = _switch(data, "WorkflowStatus")
+    search_network = _switch(data, "SearchNetwork")
     chat = ChatRequest(
         turn=TurnRequest(
             app_key=app_key,
@@ -88,11 +90,12 @@ def validate_v2(data: dict[str, Any], *, app_key: str | None = None, visitor_id:
             custom_variables=variables,
             file_infos=file_infos,
             workflow_enabled=workflow_status != "disable",
+            search=search_switch(search_network),
         ),
         incremental=incremental,
         streaming_throttle=throttle,
         stream=_switch(data, "Stream"),
-        search_network=_switch(data, "SearchNetwork"),
+        search_network=search_network,
         workflow_status=workflow_status,
     )
     return V2Chat(chat, echo)

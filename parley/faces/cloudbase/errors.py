@@ -60,6 +60,7 @@ TURN_CODES = {
     ErrorKind.PROMPT_RENDER_FAILED: SERVER_ERROR,
     ErrorKind.MODEL_TIMEOUT: LLM_ERROR,
     ErrorKind.MODEL_FAILED: LLM_ERROR,
+    ErrorKind.IMAGE_FAILED: INVALID_PARAM,
     ErrorKind.STORE_BUSY: SERVER_ERROR,
     ErrorKind.INTERNAL: SERVER_ERROR,
 }
@@ -70,6 +71,7 @@ TURN_MESSAGES = {
     ErrorKind.CONCURRENCY_EXCEEDED: "too many conversations with this bot are in progress; try again shortly",
     ErrorKind.MODEL_TIMEOUT: "the model did not answer in time",
     ErrorKind.MODEL_FAILED: "the model call failed",
+    ErrorKind.IMAGE_FAILED: "an image of the message could not be read",
     ErrorKind.STORE_BUSY: "the server's database is busy; try again shortly",
     ErrorKind.INTERNAL: "internal error",
 }

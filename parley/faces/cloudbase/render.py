@@ -29,6 +29,8 @@ from parley.faces.cloudbase.errors import turn_code, turn_message
 
 HEARTBEAT = b": heartbeat\n\n"
 DONE = b"data: [DONE]\n\n"
+WEB_TYPE = 4
+"""The reference type of an online search result (the engine numbers them as ADP does)."""
 
 
 def data_frame(payload: dict[str, Any]) -> bytes:
@@ -78,7 +80,7 @@ class ChunkRenderer:
         if isinstance(event, Progress):
             return self.progress(event)
         if isinstance(event, References):
-            return self.knowledge(event.items)
+            return self.search(event.items) + self.knowledge(event.items)
         if isinstance(event, Final):
             return self.final(event.content, filtered=event.is_evil)
         if isinstance(event, Failure):
@@ -106,10 +108,23 @@ class ChunkRenderer:
         next chunk that goes out (normally when the engine reports the prompt's size)."""
         if self._knowledge != "none":
             return b""
-        names = [r.get("doc_name") or r.get("name") or "" for r in references]
+        names = [r.get("doc_name") or r.get("name") or "" for r in references if r.get("type") != WEB_TYPE]
+        if not names:
+            return b""
         self._sources = list(dict.fromkeys(n for n in names if n))
         self._knowledge = "due"
         return b""
+
+    def search(self, references: tuple[dict[str, Any], ...]) -> bytes:
+        """A `search` chunk with the web results among the references (type 4), numbered as
+        the answer cites them."""
+        results = [
+            {"index": f"[{r.get('id', '')}]", "title": r.get("name") or "", "url": r.get("url") or ""}
+            for r in references if r.get("type") == WEB_TYPE
+        ]
+        if not results:
+            return b""
+        return self._chunk("search", "", "", "continue", search_info={"search_results": results})
 
     def _due_knowledge(self) -> bytes:
         if self._knowledge != "due":

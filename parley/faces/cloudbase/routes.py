@@ -5,8 +5,8 @@ as `application/json` with a matching HTTP status, which `@cloudbase/ai` turns i
 error for streaming calls too. Streams are `text/event-stream` (see render.py, stream.py).
 
 `history` in send-message is checked but the context comes from the conversation's stored
-records: the engine has no way yet to take history from the client. `searchEnable` is
-accepted; Parley has no web search. Endpoints of the family that Parley does not serve
+records: the engine has no way yet to take history from the client. `searchEnable` searches
+the web when the bot's own switch is on too. Endpoints of the family that Parley does not serve
 (bot create/update/delete, files, speech, image and bot generation, WeChat) answer
 INVALID_PATH or METHOD_NOT_ALLOWED.
 """
@@ -180,12 +180,13 @@ async def send_message(call: Call) -> Response:
         raise read.invalid("msg must not be empty")
     history = read.history(body)
     files = read.files(body)
-    read.boolean(body, "searchEnable")  # checked; Parley has no web search
+    search_wanted = read.boolean(body, "searchEnable")
     conversation_id = read.string(body, "conversationId", 64) or None
     bot = await call.bot(usable=True)
     conversation = await call.channel.conversation(call.caller, bot, conversation_id)
     turn = call.channel.turn_request(
-        call.caller, bot, conversation, message, files=files, request_id=call.request_id, history=history
+        call.caller, bot, conversation, message, files=files, request_id=call.request_id, history=history,
+        search=bool(search_wanted and bot.row.search_enable),  # CloudBase: the bot's switch and the request's
     )
     engine = call.services.engine
     try:

@@ -1,0 +1,1 @@
+"""Online search: providers behind one small interface, chosen by configuration."""
