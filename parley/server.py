@@ -47,11 +47,13 @@ from parley.knowledge.service import KnowledgeService
 from parley.knowledge.realtime_docs import RealtimeDocuments
 from parley.messaging.runtime import open_messaging
 from parley.models.registry import ModelRegistry
+from parley.ids import PREFERRED_NODE, id_generator
 from parley.services import Services
 from parley.store.apps import AppRepository
 from parley.store.cloudbase import CloudBaseRepository
 from parley.store.conversations import ConversationRepository
 from parley.store.database import Database
+from parley.store.id_nodes import IdNodeClaim
 from parley.store.known_sessions import KnownSessions
 from parley.store.objects import LocalObjectStore
 from parley.store.realtime_docs import RealtimeDocRepository
@@ -79,9 +81,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     # live instance may be writing it: closing those needs leases (the multi-instance issue).
     only_writer = database.engine.dialect.name == "sqlite"
     known_sessions = await KnownSessions.load(database.engine) if only_writer else None
+    # Ids are minted with a node number; processes sharing a database each claim their own.
+    id_node = IdNodeClaim(database.engine, id_generator()) if not only_writer else None
+    if id_node is not None:
+        await id_node.claim(PREFERRED_NODE)
     knowledge = KnowledgeService(database.engine, settings.knowledge, settings.data_dir)
     await knowledge.start()  # background learning; resumes documents a previous run left unfinished
-    conversations = ConversationRepository(database.engine, known_sessions, settings.database_busy_timeout)
+    conversations = ConversationRepository(
+        database.engine, known_sessions, settings.database_busy_timeout, only_writer=only_writer,
+    )
     interrupted = await conversations.close_unfinished() if only_writer else 0
     if interrupted:
         log.warning("closed %d answers left unfinished by a previous run as interrupted", interrupted)
@@ -101,6 +109,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await knowledge.aclose()
         await bus.aclose()
         await models.aclose()
+        if id_node is not None:
+            await id_node.aclose()
         await database.close()
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError as SqlAlchemyIntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.ids import new_id
-from parley.store.database import DEFAULT_BUSY_TIMEOUT
+from parley.store.database import DEFAULT_BUSY_TIMEOUT, is_busy
 from parley.store.known_sessions import KnownSessions
 from parley.store.row_writers import RowWriter, row_writer_for
 from parley.store.tables import records, sessions
@@ -234,6 +234,90 @@ class SessionReader:
                         future.set_result(found.get(key))
 
 
+class SessionOpener:
+    """Coalesced "create the session unless it exists, and give me the one that does", for a
+    database other processes write too: two processes opening the same new session at once
+    must end up with one session, and each must see who owns it before its turn goes on.
+
+    One transaction per waiting group: a multi-row INSERT that leaves alone the keys already
+    there (or being created by another transaction, which it waits for), then a read of every
+    key. The read is a new statement, so it sees the other transactions' sessions committed
+    meanwhile: each key then has exactly one row, ours or theirs. Rows are inserted in key order,
+    so that two processes' overlapping groups wait for each other in one order, not a deadlock.
+    """
+
+    ATTEMPTS = 5
+    """Tries of a group that hits a deadlock or serialization failure before its callers get the error."""
+
+    def __init__(self, engine: AsyncEngine, max_batch: int = 400) -> None:
+        self._engine = engine
+        self._max_batch = max_batch  # six SQL parameters a row
+        self._pending: dict[SessionKey, tuple[SessionRow, list[asyncio.Future[SessionRow]]]] = {}
+        self._opener: asyncio.Task[None] | None = None
+        self._insert = _insert_leaving_existing_sessions(engine.dialect.name)
+
+    async def open(self, proposed: SessionRow) -> SessionRow:
+        """The session named like `proposed`: `proposed` itself if this call created it."""
+        opened: asyncio.Future[SessionRow] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(_key(proposed), (proposed, []))[1].append(opened)
+        if self._opener is None or self._opener.done():
+            self._opener = asyncio.create_task(self._open())
+        return await opened
+
+    async def _open(self) -> None:
+        while self._pending:
+            keys = sorted(self._pending)[: self._max_batch]
+            waiting = {key: self._pending.pop(key) for key in keys}
+            try:
+                found = await self._open_group([proposed for proposed, _ in waiting.values()])
+            except Exception as exc:
+                for _, futures in waiting.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for key, (_, futures) in waiting.items():
+                for future in futures:
+                    if future.done():
+                        continue
+                    row = found.get(key)
+                    if row is None:  # cannot be: the INSERT left a row for every key
+                        future.set_exception(RuntimeError(f"session {key} was neither created nor found"))
+                    else:
+                        future.set_result(row)
+
+    async def _open_group(self, proposed: list[SessionRow]) -> dict[SessionKey, SessionRow]:
+        keys = [_key(row) for row in proposed]
+        rows = [{name: getattr(row, name) for name in SessionRow.__slots__} for row in proposed]
+        for attempt in range(self.ATTEMPTS):
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(self._insert, rows)
+                    result = await conn.execute(
+                        sessions.select().where(
+                            sa.tuple_(sessions.c.app_id, sessions.c.face, sessions.c.session_id).in_(keys)
+                        )
+                    )
+                    return {
+                        (r.app_id, r.face, r.session_id): SessionRow(
+                            r.id, r.app_id, r.session_id, r.visitor_biz_id, r.created_at, r.face
+                        )
+                        for r in result
+                    }
+            except Exception as exc:
+                if attempt + 1 == self.ATTEMPTS or not is_busy(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _insert_leaving_existing_sessions(dialect_name: str) -> Any:
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(sessions).on_conflict_do_nothing(index_elements=["app_id", "face", "session_id"])
+
+
 class SessionCache:
     """The most recently used sessions, by (app id, face, session id).
 
@@ -271,15 +355,20 @@ class SessionCache:
 class ConversationRepository:
     def __init__(
         self, engine: AsyncEngine, known_sessions: KnownSessions | None = None,
-        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT, *, only_writer: bool = True,
     ) -> None:
         """`known_sessions`, when this process creates every session in the database (SQLite),
         spares new sessions the read that would prove them new. `busy_timeout`: seconds a
-        write waits for another writer's lock before it fails."""
+        write waits for another writer's lock before it fails. `only_writer`: no other process
+        writes the database (SQLite); otherwise (PostgreSQL) a new session is created, or the
+        one another process created at the same moment is found, before the turn goes on."""
+        if known_sessions is not None and not only_writer:
+            raise ValueError("known_sessions holds only where this process is the only writer")
         self._engine = engine
         self._writer = GroupWriter(row_writer_for(engine, busy_timeout))
         self._sessions = SessionCache()
         self._reader = SessionReader(engine)
+        self._opener = None if only_writer else SessionOpener(engine)
         self._known = known_sessions
 
     async def begin_turn(
@@ -299,7 +388,11 @@ class ConversationRepository:
         key = (app_id, face, session_id)
         session = self._sessions.get(key)
         known = session is not None
-        if session is None:
+        if session is None and self._opener is not None:  # other processes create sessions too
+            proposed = SessionRow(new_id(), app_id, session_id, visitor_biz_id, question.created_at, face)
+            session = self._sessions.add(await self._opener.open(proposed))
+            known = session.id != proposed.id
+        elif session is None:
             if self._known is None or self._known.may_exist(key):
                 session = await self._reader.get(key)
             known = session is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -66,6 +67,19 @@ def is_busy(exc: BaseException) -> bool:
     if getattr(exc, "sqlstate", None) in _BUSY_SQLSTATES or getattr(exc, "pgcode", None) in _BUSY_SQLSTATES:
         return True
     return isinstance(exc, sa.exc.OperationalError) and any(text in str(exc).lower() for text in _BUSY_TEXTS)
+
+
+def upsert(table: sa.Table, dialect_name: str, key: list[str], keep: tuple[str, ...] = ()) -> Any:
+    """INSERT that, for a row whose `key` columns are already stored, updates the stored row's
+    other columns (but not those in `keep`) instead, in one statement: two processes writing
+    the same row at once both succeed (SQLite and PostgreSQL)."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table)
+    updated = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key and c.name not in keep}
+    return statement.on_conflict_do_update(index_elements=key, set_=updated)
 
 
 def _engine_options(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> dict:
