@@ -47,13 +47,12 @@ from parley.knowledge.service import KnowledgeService
 from parley.knowledge.realtime_docs import RealtimeDocuments
 from parley.messaging.runtime import open_messaging
 from parley.models.registry import ModelRegistry
-from parley.ids import PREFERRED_NODE, id_generator
 from parley.services import Services
 from parley.store.apps import AppRepository
 from parley.store.cloudbase import CloudBaseRepository
 from parley.store.conversations import ConversationRepository
 from parley.store.database import Database
-from parley.store.id_nodes import IdNodeClaim
+from parley.store.id_nodes import claim_id_node
 from parley.store.known_sessions import KnownSessions
 from parley.store.objects import LocalObjectStore
 from parley.store.realtime_docs import RealtimeDocRepository
@@ -62,10 +61,12 @@ log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """The database (migrated), models, bus and engine; closed in reverse on exit."""
+async def open_services(settings: Settings, serving: bool = True) -> AsyncIterator[Services]:
+    """The database (migrated), models, bus and engine; closed in reverse on exit. `serving`:
+    False for a command (`parley app apply`) that may run beside a live server on the same
+    database, which must leave that server's answers in progress alone."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.sqlalchemy_url, settings.database_busy_timeout)
+    database = Database(settings.sqlalchemy_url, settings.database_busy_timeout, settings.database_pool_size)
     await database.migrate()
     models = ModelRegistry(settings)
     bus = LocalBus(retention=settings.turn_retention, compact=compact_events)
@@ -81,16 +82,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     # live instance may be writing it: closing those needs leases (the multi-instance issue).
     only_writer = database.engine.dialect.name == "sqlite"
     known_sessions = await KnownSessions.load(database.engine) if only_writer else None
-    # Ids are minted with a node number; processes sharing a database each claim their own.
-    id_node = IdNodeClaim(database.engine, id_generator()) if not only_writer else None
-    if id_node is not None:
-        await id_node.claim(PREFERRED_NODE)
+    id_node = await claim_id_node(database.engine)  # processes sharing a database mint ids apart
     knowledge = KnowledgeService(database.engine, settings.knowledge, settings.data_dir)
     await knowledge.start()  # background learning; resumes documents a previous run left unfinished
     conversations = ConversationRepository(
         database.engine, known_sessions, settings.database_busy_timeout, only_writer=only_writer,
     )
-    interrupted = await conversations.close_unfinished() if only_writer else 0
+    interrupted = await conversations.close_unfinished() if only_writer and serving else 0
     if interrupted:
         log.warning("closed %d answers left unfinished by a previous run as interrupted", interrupted)
     engine = Engine(

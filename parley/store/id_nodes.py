@@ -24,7 +24,7 @@ import secrets
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from parley.ids import NODE_MASK, IdGenerator
+from parley.ids import NODE_MASK, PREFERRED_NODE, IdGenerator, id_generator
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,16 @@ CHECK_SECONDS = 10.0
 
 _TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(:space, :node)")
 _UNLOCK = sa.text("SELECT pg_advisory_unlock(:space, :node)")
+
+
+async def claim_id_node(engine: AsyncEngine) -> IdNodeClaim | None:
+    """Claims this process's id node when the database is shared (not SQLite, where one process
+    writes the file and its random node is enough); the caller closes the claim last."""
+    if engine.dialect.name == "sqlite":
+        return None
+    claim = IdNodeClaim(engine, id_generator())
+    await claim.claim(PREFERRED_NODE)
+    return claim
 
 
 class AllNodesTaken(Exception):

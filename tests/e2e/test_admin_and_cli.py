@@ -6,7 +6,15 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.support.processes import ROOT
+
+
+@pytest.fixture(scope="module")
+def parley(parley_on_each_database):
+    """Every test here runs on both databases."""
+    return parley_on_each_database
 
 
 def parley_cli(server, *args, input_text=None):
@@ -94,3 +102,28 @@ def test_chat_reports_an_error_event(parley):
         cwd=ROOT, capture_output=True, text=True, timeout=60, env=parley.env,
     )
     assert result.returncode == 1 and "4505004" in result.stdout
+
+
+def test_a_command_run_beside_the_server_leaves_its_answers_in_progress_alone(parley, model):
+    """`parley app ...` opens the server's database too: it must not close the live server's
+    answers in progress as if a previous run had left them (on SQLite it did)."""
+    import threading
+
+    import httpx
+
+    app = parley.create_app("cli-beside")
+    model.script("a slow answer for the cli", content=["once ", "upon ", "a time"], ttft=20)
+    body = {"bot_app_key": app["app_key"], "visitor_biz_id": "v", "session_id": "s-beside", "content": "a slow answer for the cli"}
+    answer = threading.Thread(target=lambda: httpx.post(f"{parley.url}/v1/qbot/chat/sse", json=body, timeout=60))
+    answer.start()
+    for _ in range(100):  # until the answer in progress is stored
+        records = parley.records("cli-beside", "s-beside")
+        if len(records) == 2:
+            break
+        answer.join(0.05)
+    assert [r["status"] for r in records] == ["success", "streaming"], [(r["content"], r["status"]) for r in records]
+    listed = parley_cli(parley, "app", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["status"] for r in parley.records("cli-beside", "s-beside")] == ["success", "streaming"]
+    answer.join(60)
+    assert [r["status"] for r in parley.records("cli-beside", "s-beside")] == ["success", "success"]
