@@ -77,6 +77,11 @@ class Postgres:
         return self._bin("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", database,
                          "-v", "ON_ERROR_STOP=1", "-At", "-c", sql)
 
+    def client(self, name: str, *args: str) -> str:
+        """Runs one of the wheel's client programs (pg_dump, pg_restore, ...) against this server.
+        It runs as the server's user: files it writes belong in `folder`."""
+        return self._bin(name, "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, *args)
+
     def pid(self) -> int:
         """The postmaster's process id (its children are the server's other processes)."""
         return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
