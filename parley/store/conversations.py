@@ -236,14 +236,16 @@ class SessionReader:
 
 class SessionOpener:
     """Coalesced "create the session unless it exists, and give me the one that does", for a
-    database other processes write too: two processes opening the same new session at once
-    must end up with one session, and each must see who owns it before its turn goes on.
+    PostgreSQL database other processes write too: two processes opening the same new session
+    at once must end up with one session, and each must see who owns it before its turn goes on.
 
-    One transaction per waiting group: a multi-row INSERT that leaves alone the keys already
-    there (or being created by another transaction, which it waits for), then a read of every
-    key. The read is a new statement, so it sees the other transactions' sessions committed
-    meanwhile: each key then has exactly one row, ours or theirs. Rows are inserted in key order,
-    so that two processes' overlapping groups wait for each other in one order, not a deadlock.
+    One statement per waiting group, outside any transaction (each round trip counts on a turn's
+    way to its first byte): a multi-row INSERT .. ON CONFLICT DO NOTHING RETURNING the rows it
+    made, and in the same statement a read of the keys that were already there. The INSERT
+    waits for another transaction creating the same key and then leaves it; a row that other
+    transaction committed after this statement began is not in the read, so such keys (rare) are
+    read again by a statement of their own. Rows are inserted in key order, so that two processes'
+    overlapping groups wait for each other in one order, not a deadlock.
     """
 
     ATTEMPTS = 5
@@ -254,7 +256,6 @@ class SessionOpener:
         self._max_batch = max_batch  # six SQL parameters a row
         self._pending: dict[SessionKey, tuple[SessionRow, list[asyncio.Future[SessionRow]]]] = {}
         self._opener: asyncio.Task[None] | None = None
-        self._insert = _insert_leaving_existing_sessions(engine.dialect.name)
 
     async def open(self, proposed: SessionRow) -> SessionRow:
         """The session named like `proposed`: `proposed` itself if this call created it."""
@@ -287,35 +288,44 @@ class SessionOpener:
                         future.set_result(row)
 
     async def _open_group(self, proposed: list[SessionRow]) -> dict[SessionKey, SessionRow]:
-        keys = [_key(row) for row in proposed]
         rows = [{name: getattr(row, name) for name in SessionRow.__slots__} for row in proposed]
+        keys = [_key(row) for row in proposed]
         for attempt in range(self.ATTEMPTS):
             try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(self._insert, rows)
-                    result = await conn.execute(
-                        sessions.select().where(
-                            sa.tuple_(sessions.c.app_id, sessions.c.face, sessions.c.session_id).in_(keys)
-                        )
-                    )
-                    return {
-                        (r.app_id, r.face, r.session_id): SessionRow(
-                            r.id, r.app_id, r.session_id, r.visitor_biz_id, r.created_at, r.face
-                        )
-                        for r in result
-                    }
+                async with self._engine.connect() as conn:
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    found = _sessions_by_key(await conn.execute(_create_or_read(rows, keys)))
+                    missing = [key for key in keys if key not in found]
+                    if missing:  # created by a transaction that committed after the statement began
+                        found.update(_sessions_by_key(await conn.execute(_sessions_named(missing))))
+                    return found
             except Exception as exc:
                 if attempt + 1 == self.ATTEMPTS or not is_busy(exc):
                     raise
         raise AssertionError("unreachable")
 
 
-def _insert_leaving_existing_sessions(dialect_name: str) -> Any:
-    if dialect_name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(sessions).on_conflict_do_nothing(index_elements=["app_id", "face", "session_id"])
+def _sessions_named(keys: list[SessionKey]) -> Any:
+    return sessions.select().where(sa.tuple_(sessions.c.app_id, sessions.c.face, sessions.c.session_id).in_(keys))
+
+
+def _create_or_read(rows: list[dict[str, Any]], keys: list[SessionKey]) -> Any:
+    from sqlalchemy.dialects.postgresql import insert
+
+    created = (
+        insert(sessions).values(rows)
+        .on_conflict_do_nothing(index_elements=["app_id", "face", "session_id"])
+        .returning(*sessions.c)
+        .cte("created")
+    )
+    return sa.select(created).union_all(_sessions_named(keys))
+
+
+def _sessions_by_key(result: Any) -> dict[SessionKey, SessionRow]:
+    return {
+        (r.app_id, r.face, r.session_id): SessionRow(r.id, r.app_id, r.session_id, r.visitor_biz_id, r.created_at, r.face)
+        for r in result
+    }
 
 
 class SessionCache:
