@@ -9,7 +9,7 @@ which Parley does not depend on), then drives each arm in turn with the load gen
 (bench/loadgen.py, its own process):
 
 1. the matrix: short answers at concurrency 1, 16, 64, 256 and 1024, arm after arm
-   (direct, Parley, LiteLLM) at each level; time to first content byte, inter-packet
+   (direct, Parley on SQLite, Parley on PostgreSQL, LiteLLM) at each level; time to first content byte, inter-packet
    delay, total time, errors, turns per second, the arm server's CPU time and RSS;
 2. capacity: open streams of a slow, long answer held by one fresh Parley process, in
    steps, until the p99 added inter-packet delay passes 50 ms; RSS per open stream;
@@ -703,20 +703,18 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _heading(results: dict[str, Any], title: str, kind: str) -> list[str]:
+    """A section's title, when it was run and the command that ran it."""
+    quick = "QUICK run: short windows, for a functional check only"
+    return [f"## {title}", "", f"Run {results['started']} ({quick if results['plan']['quick'] else kind}).", "",
+            "Command, from the repository root:", "", "```", results["command"], "```", ""]
+
+
 def report(results: dict[str, Any]) -> str:
     m = results["machine"]
     plan = results["plan"]
     lines = [
-        "## Streaming: Parley, direct and LiteLLM",
-        "",
-        f"Run {results['started']} ({'QUICK run: short windows, for a functional check only' if plan['quick'] else 'full run'}).",
-        "",
-        "Command, from the repository root:",
-        "",
-        "```",
-        results["command"],
-        "```",
-        "",
+        *_heading(results, "Streaming: Parley, direct and LiteLLM", "full run"),
         "`python -m bench.run` takes about 35 minutes on 2 cores: the matrix, the capacity ramp and the "
         "10-minute soak; `--quick` shortens every window for a functional check (its figures mean little), "
         "`--skip model|matrix|capacity|soak` leaves a part out, `--no-litellm` leaves LiteLLM out. The first run "
@@ -727,9 +725,10 @@ def report(results: dict[str, Any]) -> str:
         f"load average at start {m['load_average_at_start']}; open files limit {m['open_files_limit'][0]}. "
         f"LiteLLM {results['versions'].get('litellm', '-')}, Parley {results['versions'].get('parley', '-')}.",
         "",
-        "Three arms over the same scripted model (bench/model_server.py), one at a time at each level: "
+        "Arms over the same scripted model (bench/model_server.py), one at a time at each level: "
         "**direct** (the client reads the model's own stream), **Parley** (ADP SSE, `incremental`, "
-        "`streaming_throttle=1` so every token is a packet, history stored, one process), **LiteLLM** (its proxy, "
+        "`streaming_throttle=1` so every token is a packet, history stored, one process, SQLite), **parley-pg** "
+        "(the same on PostgreSQL: see its own section), **LiteLLM** (its proxy, "
         "one worker, no database). Short answers: " + f"`{SHORT.spec}`. "
         "Added latency is the arm's percentile minus direct's at the same level. TTFB is the time to the first "
         "content byte; gap is the delay between two content packets (the model sends them "
@@ -843,18 +842,8 @@ def report(results: dict[str, Any]) -> str:
 def report_databases(results: dict[str, Any]) -> str:
     """Parley on PostgreSQL beside Parley on SQLite, from the same run's matrix."""
     m = results["machine"]
-    plan = results["plan"]
     lines = [
-        "## Streaming: Parley on SQLite and on PostgreSQL",
-        "",
-        f"Run {results['started']} ({'QUICK run: short windows, for a functional check only' if plan['quick'] else 'measured'}).",
-        "",
-        "Command, from the repository root:",
-        "",
-        "```",
-        results["command"],
-        "```",
-        "",
+        *_heading(results, "Streaming: Parley on SQLite and on PostgreSQL", "measured"),
         "The streaming benchmark's short answers (`" + SHORT.spec + "`) through the ADP SSE face, one Parley "
         "process at a time, each level measured for the same window: **parley** on SQLite in its data directory "
         "(WAL, synchronous=NORMAL), **parley-pg** on a PostgreSQL server the harness starts from the "

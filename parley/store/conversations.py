@@ -12,6 +12,7 @@ import asyncio
 import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,6 +186,44 @@ def _interrupted_stat(stat: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**stat, "procedures": procedures}
 
 
+class _Coalesced:
+    """Calls asked while one batch runs share the next batch: `run(group)` gets every waiting
+    key with the value of its first caller, and answers by key (a key it leaves out: None)."""
+
+    def __init__(self, run: Callable[[dict[SessionKey, Any]], Awaitable[dict[SessionKey, SessionRow]]],
+                 max_batch: int) -> None:
+        self._run = run
+        self._max_batch = max_batch
+        self._pending: dict[SessionKey, tuple[Any, list[asyncio.Future[SessionRow | None]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, key: SessionKey, value: Any = None) -> SessionRow | None:
+        answer: asyncio.Future[SessionRow | None] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(key, (value, []))[1].append(answer)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await answer
+
+    async def _drain(self) -> None:
+        while self._pending:
+            keys = sorted(self._pending)[: self._max_batch]  # in key order: see SessionOpener
+            waiting = {key: self._pending.pop(key) for key in keys}
+            try:
+                found = await self._run({key: value for key, (value, _) in waiting.items()})
+            except Exception as exc:
+                found, error = {}, exc
+            else:
+                error = None
+            for key, (_, futures) in waiting.items():
+                for future in futures:
+                    if future.done():
+                        continue
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(found.get(key))
+
+
 class SessionReader:
     """Coalesced session lookups: those asked while one query runs share the next query.
 
@@ -194,44 +233,14 @@ class SessionReader:
 
     def __init__(self, engine: AsyncEngine, max_batch: int = 400) -> None:
         self._engine = engine
-        self._max_batch = max_batch  # session keys: three SQL parameters each
-        self._pending: dict[SessionKey, list[asyncio.Future[SessionRow | None]]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._lookups = _Coalesced(self._read, max_batch)  # session keys: three SQL parameters each
 
     async def get(self, key: SessionKey) -> SessionRow | None:
-        found: asyncio.Future[SessionRow | None] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(key, []).append(found)
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read())
-        return await found
+        return await self._lookups.get(key)
 
-    async def _read(self) -> None:
-        while self._pending:
-            keys = list(self._pending)[: self._max_batch]
-            waiting = {key: self._pending.pop(key) for key in keys}
-            try:
-                async with self._engine.connect() as conn:
-                    rows = await conn.execute(
-                        sessions.select().where(
-                            sa.tuple_(sessions.c.app_id, sessions.c.face, sessions.c.session_id).in_(keys)
-                        )
-                    )
-                    found = {
-                        (row.app_id, row.face, row.session_id): SessionRow(
-                            row.id, row.app_id, row.session_id, row.visitor_biz_id, row.created_at, row.face
-                        )
-                        for row in rows
-                    }
-            except Exception as exc:
-                for futures in waiting.values():
-                    for future in futures:
-                        if not future.done():
-                            future.set_exception(exc)
-                continue
-            for key, futures in waiting.items():
-                for future in futures:
-                    if not future.done():
-                        future.set_result(found.get(key))
+    async def _read(self, group: dict[SessionKey, Any]) -> dict[SessionKey, SessionRow]:
+        async with self._engine.connect() as conn:
+            return _sessions_by_key(await conn.execute(_sessions_named(list(group))))
 
 
 class SessionOpener:
@@ -253,43 +262,18 @@ class SessionOpener:
 
     def __init__(self, engine: AsyncEngine, max_batch: int = 400) -> None:
         self._engine = engine
-        self._max_batch = max_batch  # six SQL parameters a row
-        self._pending: dict[SessionKey, tuple[SessionRow, list[asyncio.Future[SessionRow]]]] = {}
-        self._opener: asyncio.Task[None] | None = None
+        self._opens = _Coalesced(self._open_group, max_batch)  # six SQL parameters a row
 
     async def open(self, proposed: SessionRow) -> SessionRow:
         """The session named like `proposed`: `proposed` itself if this call created it."""
-        opened: asyncio.Future[SessionRow] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(_key(proposed), (proposed, []))[1].append(opened)
-        if self._opener is None or self._opener.done():
-            self._opener = asyncio.create_task(self._open())
-        return await opened
+        row = await self._opens.get(_key(proposed), proposed)
+        if row is None:  # cannot be: the INSERT left a row for every key
+            raise RuntimeError(f"session {_key(proposed)} was neither created nor found")
+        return row
 
-    async def _open(self) -> None:
-        while self._pending:
-            keys = sorted(self._pending)[: self._max_batch]
-            waiting = {key: self._pending.pop(key) for key in keys}
-            try:
-                found = await self._open_group([proposed for proposed, _ in waiting.values()])
-            except Exception as exc:
-                for _, futures in waiting.values():
-                    for future in futures:
-                        if not future.done():
-                            future.set_exception(exc)
-                continue
-            for key, (_, futures) in waiting.items():
-                for future in futures:
-                    if future.done():
-                        continue
-                    row = found.get(key)
-                    if row is None:  # cannot be: the INSERT left a row for every key
-                        future.set_exception(RuntimeError(f"session {key} was neither created nor found"))
-                    else:
-                        future.set_result(row)
-
-    async def _open_group(self, proposed: list[SessionRow]) -> dict[SessionKey, SessionRow]:
-        rows = [{name: getattr(row, name) for name in SessionRow.__slots__} for row in proposed]
-        keys = [_key(row) for row in proposed]
+    async def _open_group(self, group: dict[SessionKey, SessionRow]) -> dict[SessionKey, SessionRow]:
+        rows = [{name: getattr(row, name) for name in SessionRow.__slots__} for row in group.values()]
+        keys = list(group)
         for attempt in range(self.ATTEMPTS):
             try:
                 async with self._engine.connect() as conn:
