@@ -876,6 +876,11 @@ def report_databases(results: dict[str, Any]) -> str:
             f"{_cell(sqlite['server_cpu_pct'])} / {_cell(pg['server_cpu_pct'])} | {_cell(pg.get('database_cpu_pct'))} | "
             f"{_cell(sqlite.get('load_average_1m'))} / {_cell(pg.get('load_average_1m'))} |"
         )
+    if m["load_average_at_start"][0] > m["cores"]:
+        lines += ["", f"The machine was busy with other work during this run (load average {m['load_average_at_start'][0]} "
+                      f"on {m['cores']} cores at its start; each row's load is in the last column): every arm shared "
+                      "the cores with it, so the figures are indicative; compare the ratios within the run, not the "
+                      "absolute turns/s with other sections."]
     for g in results["goals"]:
         if g["goal"].startswith("turns/s per process, PostgreSQL"):
             lines += ["", f"Goal: {g['goal']}, {g['target']}: **{g['result']}** ({g['measured']})."]
