@@ -325,11 +325,12 @@ def start_litellm(work: Path, model: Server, plan: Plan) -> LiteLLM:
 def loadgen_argv(arm: str, server: Server, scenario: Scenario, *extra: str) -> list[str]:
     argv = [sys.executable, "-m", "bench.loadgen", "--model", scenario.spec, "--url", server.url]
     if arm in PARLEY_ARMS:
-        argv += ["--kind", "adp", "--app-key", server.app_key]  # type: ignore[attr-defined]
+        # One argument: a key may begin with "-", which argparse would take for an option.
+        argv += ["--kind", "adp", f"--app-key={server.app_key}"]  # type: ignore[attr-defined]
     else:
         argv += ["--kind", "openai"]
         if arm == "litellm":
-            argv += ["--api-key", server.master_key]  # type: ignore[attr-defined]
+            argv += [f"--api-key={server.master_key}"]  # type: ignore[attr-defined]
     return argv + list(extra)
 
 
