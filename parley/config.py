@@ -70,6 +70,9 @@ class Settings(BaseModel):
     operator's `parley app apply`, a backup) before it gives up: the admin API then answers
     503 with Retry-After, the other faces their own "busy, try again" error; a question that
     cannot be stored in that time is refused with an error event and no echo."""
+    database_pool_size: int = Field(20, ge=1, le=1000)
+    """Connections a process keeps open to a server database (PostgreSQL), and as many again at
+    a peak: size the server's max_connections for every process's twice this, plus one each."""
     bus_url: str | None = None
     """Redis URL of the bus that several Parley processes share (`redis://host:6379/0`): turn
     event streams, stop signals, limits, one-time tokens, cache invalidation, IM delivery. None:
@@ -156,6 +159,7 @@ _ENV = {
     "PARLEY_DATA_DIR": "data_dir",
     "PARLEY_DATABASE_URL": "database_url",
     "PARLEY_DATABASE_BUSY_TIMEOUT": "database_busy_timeout",
+    "PARLEY_DATABASE_POOL_SIZE": "database_pool_size",
     "PARLEY_BUS_URL": "bus_url",
     "PARLEY_WORKERS": "workers",
     "PARLEY_ADMIN_TOKEN": "admin_token",

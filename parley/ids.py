@@ -20,16 +20,30 @@ _EPOCH_MS = 1_700_000_000_000  # 2023-11-14: keeps the ids short for decades
 _NODE_BITS = 10
 _SEQUENCE_BITS = 12
 _SEQUENCE_MASK = (1 << _SEQUENCE_BITS) - 1
+NODE_MASK = (1 << _NODE_BITS) - 1
+"""Node numbers are 0..NODE_MASK. Two live processes minting with one node can mint the same id:
+alone on a database (SQLite) a random node is enough; processes sharing one claim theirs."""
 
 
 class IdGenerator:
     """Mints unique, time-ordered positive integers (safe across threads)."""
 
     def __init__(self, node: int | None = None) -> None:
-        self._node = (secrets.randbits(_NODE_BITS) if node is None else node) & ((1 << _NODE_BITS) - 1)
+        self._node = (secrets.randbits(_NODE_BITS) if node is None else node) & NODE_MASK
         self._lock = threading.Lock()
         self._last_ms = 0
         self._sequence = 0
+
+    @property
+    def node(self) -> int:
+        return self._node
+
+    def use_node(self, node: int) -> None:
+        """Mints with `node` from now on (one claimed for this process, see store.id_nodes)."""
+        if not 0 <= node <= NODE_MASK:
+            raise ValueError(f"an id node is 0..{NODE_MASK}, not {node}")
+        with self._lock:
+            self._node = node
 
     def next(self) -> int:
         with self._lock:
@@ -46,10 +60,9 @@ class IdGenerator:
             return (now << (_NODE_BITS + _SEQUENCE_BITS)) | (self._node << _SEQUENCE_BITS) | self._sequence
 
 
-_default = IdGenerator(int(os.environ["PARLEY_NODE_ID"]) if "PARLEY_NODE_ID" in os.environ else None)
-
-
-MAX_ID = 2**63 - 1
+PREFERRED_NODE = int(os.environ["PARLEY_NODE_ID"]) if "PARLEY_NODE_ID" in os.environ else None
+"""The node an operator asked for (PARLEY_NODE_ID); on a shared database it is claimed like any other."""
+_default = IdGenerator(PREFERRED_NODE)
 
 
 def parse_id(value: object) -> int | None:
@@ -68,6 +81,11 @@ def parse_id(value: object) -> int | None:
 def new_id() -> int:
     """A new unique id from the process-wide generator."""
     return _default.next()
+
+
+def id_generator() -> IdGenerator:
+    """The process-wide generator behind `new_id`."""
+    return _default
 
 
 def new_key(nbytes: int = 24) -> str:

@@ -65,6 +65,7 @@ from parley.store.apps import AppRepository
 from parley.store.cloudbase import CloudBaseRepository
 from parley.store.conversations import ConversationRepository
 from parley.store.database import Database
+from parley.store.id_nodes import claim_id_node
 from parley.store.known_sessions import KnownSessions
 from parley.store.objects import LocalObjectStore
 from parley.store.realtime_docs import RealtimeDocRepository
@@ -74,10 +75,12 @@ log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """The database (migrated), models, bus and engine; closed in reverse on exit."""
+async def open_services(settings: Settings, serving: bool = True) -> AsyncIterator[Services]:
+    """The database (migrated), models, bus and engine; closed in reverse on exit. `serving`:
+    False for a command (`parley app apply`) that may run beside a live server on the same
+    database, which must leave that server's answers in progress alone."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(settings.sqlalchemy_url, settings.database_busy_timeout)
+    database = Database(settings.sqlalchemy_url, settings.database_busy_timeout, settings.database_pool_size)
     await database.migrate()
     models = ModelRegistry(settings)
     try:
@@ -85,7 +88,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             # One Redis client (and pool) for everything shared with other instances.
             redis = await resources.enter_async_context(connected(settings.bus_url)) if settings.bus_url else None
             bus = await resources.enter_async_context(open_bus(settings, redis))
-            async with _open_services(settings, database, models, bus) as services:
+            async with _open_services(settings, database, models, bus, serving) as services:
                 yield services
     finally:
         await models.aclose()
@@ -109,7 +112,9 @@ async def open_bus(settings: Settings, redis: Redis | None) -> AsyncIterator[Bus
 
 
 @asynccontextmanager
-async def _open_services(settings: Settings, database: Database, models: ModelRegistry, bus: Bus) -> AsyncIterator[Services]:
+async def _open_services(
+    settings: Settings, database: Database, models: ModelRegistry, bus: Bus, serving: bool,
+) -> AsyncIterator[Services]:
     search = WebSearch(SearchRegistry(settings.search))
     apps = ApplicationService(AppRepository(database.engine), models.names, search.registry.names)
     documents = RealtimeDocuments(
@@ -123,10 +128,13 @@ async def _open_services(settings: Settings, database: Database, models: ModelRe
     # live instance may be writing it: with a shared bus, the lease-based reaper closes those.
     only_writer = database.engine.dialect.name == "sqlite"
     known_sessions = await KnownSessions.load(database.engine) if only_writer else None
+    id_node = await claim_id_node(database.engine)  # processes sharing a database mint ids apart
     knowledge = KnowledgeService(database.engine, settings.knowledge, settings.data_dir)
     await knowledge.start()  # background learning; resumes documents a previous run left unfinished
-    conversations = ConversationRepository(database.engine, known_sessions, settings.database_busy_timeout)
-    interrupted = await conversations.close_unfinished() if only_writer and not bus.shared else 0
+    conversations = ConversationRepository(
+        database.engine, known_sessions, settings.database_busy_timeout, only_writer=only_writer,
+    )
+    interrupted = await conversations.close_unfinished() if only_writer and serving and not bus.shared else 0
     if interrupted:
         log.warning("closed %d answers left unfinished by a previous run as interrupted", interrupted)
     engine = Engine(
@@ -138,7 +146,7 @@ async def _open_services(settings: Settings, database: Database, models: ModelRe
     )
     cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)
     messaging = open_messaging(settings, database.engine, engine, apps)
-    reaper = TurnReaper(conversations, bus, settings.turn_lease) if bus.shared else None
+    reaper = TurnReaper(conversations, bus, settings.turn_lease) if bus.shared and serving else None
     if reaper is not None:
         reaper.start(interval=settings.turn_lease / 2)
     try:
@@ -151,6 +159,8 @@ async def _open_services(settings: Settings, database: Database, models: ModelRe
         await search.aclose()
         await messaging.aclose()
         await knowledge.aclose()
+        if id_node is not None:
+            await id_node.aclose()
 
 
 async def healthz(request: Request) -> JSONResponse:

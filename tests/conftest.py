@@ -62,6 +62,22 @@ def parley_on_postgresql(scripted_model: ScriptedModel, postgres: Postgres, tmp_
     server.close()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def parley_on_each_database(request: pytest.FixtureRequest) -> ParleyServer:
+    """The session's Parley on SQLite, then the one on PostgreSQL: a module whose tests use the
+    shared server runs on both by defining `parley` from this."""
+    return request.getfixturevalue(f"parley_on_{request.param}")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database_args(request: pytest.FixtureRequest) -> list[str]:
+    """`parley serve` arguments for a module's own server, once per database: SQLite in the data
+    directory, then an empty PostgreSQL database."""
+    if request.param == "sqlite":
+        return ["--no-demo"]
+    return ["--no-demo", "--database-url", request.getfixturevalue("postgres").new_database()]
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database on each engine Parley supports: SQLite in a file, or PostgreSQL."""

@@ -161,13 +161,12 @@ class MessagingService:
             online_only=outgoing.online_only, dedup_key=dedup_key, created_at=now_ms, updated_at=now_ms,
         )
         async with self._send_locks[hash(dedup_key) % len(self._send_locks)]:
-            earlier = await self.repository.find_duplicate(sdkappid, dedup_key, now_ms - DEDUP_WINDOW_MS)
-            if earlier is not None:
-                return earlier, False
             try:
-                await self.repository.insert_message(message)
+                earlier = await self.repository.insert_unless_duplicate(message, now_ms - DEDUP_WINDOW_MS)
             except DuplicateKey:
                 raise MessagingError(Problem.INTERNAL, "another message has the same MsgSeq, MsgRandom and time") from None
+            if earlier is not None:
+                return earlier, False
         self._deliver("received", message)
         if interrupted is not None:
             await self._interrupt(sdkappid, interrupted)

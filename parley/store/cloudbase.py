@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.store.cloudbase_tables import cloudbase_bots, cloudbase_conversations, cloudbase_feedback, cloudbase_keys
 from parley.store.conversations import RecordRow
+from parley.store.database import upsert
 from parley.store.tables import records, sessions
 
 
@@ -95,14 +96,9 @@ class CloudBaseRepository:
 
     async def save_bot(self, bot: BotRow) -> None:
         """Inserts the bot, or replaces the settings of the application's existing bot."""
-        async with self._engine.begin() as conn:
-            existing = (await conn.execute(cloudbase_bots.select().where(cloudbase_bots.c.app_id == bot.app_id))).first()
-            if existing is None:
-                await conn.execute(cloudbase_bots.insert().values(**asdict(bot)))
-            else:
-                values = asdict(bot)
-                values.pop("created_at")
-                await conn.execute(cloudbase_bots.update().where(cloudbase_bots.c.app_id == bot.app_id).values(**values))
+        statement = upsert(cloudbase_bots, self._engine.dialect.name, ["app_id"], keep=("created_at",))
+        async with self._engine.begin() as conn:  # one statement: another process may save it at once
+            await conn.execute(statement, asdict(bot))
 
     async def get_bot(self, bot_id: str) -> BotRow | None:
         return await self._bot(cloudbase_bots.c.bot_id == bot_id)
@@ -209,22 +205,9 @@ class CloudBaseRepository:
 
     async def save_feedback(self, feedback: FeedbackRow) -> None:
         """One feedback per record and sender: a later one replaces the earlier."""
-        values = asdict(feedback)
-        async with self._engine.begin() as conn:
-            existing = (
-                await conn.execute(
-                    sa.select(cloudbase_feedback.c.id, cloudbase_feedback.c.created_at).where(
-                        (cloudbase_feedback.c.record_id == feedback.record_id)
-                        & (cloudbase_feedback.c.sender == feedback.sender)
-                    )
-                )
-            ).first()
-            if existing is None:
-                await conn.execute(cloudbase_feedback.insert().values(**values))
-            else:
-                values.pop("id")
-                values.pop("created_at")
-                await conn.execute(cloudbase_feedback.update().where(cloudbase_feedback.c.id == existing.id).values(**values))
+        statement = upsert(cloudbase_feedback, self._engine.dialect.name, ["record_id", "sender"], keep=("id", "created_at"))
+        async with self._engine.begin() as conn:  # one statement: another process may save it at once
+            await conn.execute(statement, asdict(feedback))
 
     async def list_feedback(self, app_id: int, query: FeedbackQuery, offset: int, limit: int) -> tuple[list[FeedbackRow], int]:
         c = cloudbase_feedback.c

@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy.exc import IntegrityError as SqlAlchemyIntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.ids import new_id
-from parley.store.database import DEFAULT_BUSY_TIMEOUT
+from parley.store.database import DEFAULT_BUSY_TIMEOUT, is_busy
 from parley.store.known_sessions import KnownSessions
 from parley.store.row_writers import RowWriter, row_writer_for
 from parley.store.tables import records, sessions
@@ -204,6 +205,44 @@ async def _interrupt(conn: Any, record: RecordRow) -> bool:
     return True
 
 
+class _Coalesced:
+    """Calls asked while one batch runs share the next batch: `run(group)` gets every waiting
+    key with the value of its first caller, and answers by key (a key it leaves out: None)."""
+
+    def __init__(self, run: Callable[[dict[SessionKey, Any]], Awaitable[dict[SessionKey, SessionRow]]],
+                 max_batch: int) -> None:
+        self._run = run
+        self._max_batch = max_batch
+        self._pending: dict[SessionKey, tuple[Any, list[asyncio.Future[SessionRow | None]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, key: SessionKey, value: Any = None) -> SessionRow | None:
+        answer: asyncio.Future[SessionRow | None] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(key, (value, []))[1].append(answer)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await answer
+
+    async def _drain(self) -> None:
+        while self._pending:
+            keys = sorted(self._pending)[: self._max_batch]  # in key order: see SessionOpener
+            waiting = {key: self._pending.pop(key) for key in keys}
+            try:
+                found = await self._run({key: value for key, (value, _) in waiting.items()})
+            except Exception as exc:
+                found, error = {}, exc
+            else:
+                error = None
+            for key, (_, futures) in waiting.items():
+                for future in futures:
+                    if future.done():
+                        continue
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(found.get(key))
+
+
 class SessionReader:
     """Coalesced session lookups: those asked while one query runs share the next query.
 
@@ -213,44 +252,83 @@ class SessionReader:
 
     def __init__(self, engine: AsyncEngine, max_batch: int = 400) -> None:
         self._engine = engine
-        self._max_batch = max_batch  # session keys: three SQL parameters each
-        self._pending: dict[SessionKey, list[asyncio.Future[SessionRow | None]]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._lookups = _Coalesced(self._read, max_batch)  # session keys: three SQL parameters each
 
     async def get(self, key: SessionKey) -> SessionRow | None:
-        found: asyncio.Future[SessionRow | None] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(key, []).append(found)
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read())
-        return await found
+        return await self._lookups.get(key)
 
-    async def _read(self) -> None:
-        while self._pending:
-            keys = list(self._pending)[: self._max_batch]
-            waiting = {key: self._pending.pop(key) for key in keys}
+    async def _read(self, group: dict[SessionKey, Any]) -> dict[SessionKey, SessionRow]:
+        async with self._engine.connect() as conn:
+            return _sessions_by_key(await conn.execute(_sessions_named(list(group))))
+
+
+class SessionOpener:
+    """Coalesced "create the session unless it exists, and give me the one that does", for a
+    PostgreSQL database other processes write too: two processes opening the same new session
+    at once must end up with one session, and each must see who owns it before its turn goes on.
+
+    One statement per waiting group, outside any transaction (each round trip counts on a turn's
+    way to its first byte): a multi-row INSERT .. ON CONFLICT DO NOTHING RETURNING the rows it
+    made, and in the same statement a read of the keys that were already there. The INSERT
+    waits for another transaction creating the same key and then leaves it; a row that other
+    transaction committed after this statement began is not in the read, so such keys (rare) are
+    read again by a statement of their own. Rows are inserted in key order, so that two processes'
+    overlapping groups wait for each other in one order, not a deadlock.
+    """
+
+    ATTEMPTS = 5
+    """Tries of a group that hits a deadlock or serialization failure before its callers get the error."""
+
+    def __init__(self, engine: AsyncEngine, max_batch: int = 400) -> None:
+        self._engine = engine
+        self._opens = _Coalesced(self._open_group, max_batch)  # six SQL parameters a row
+
+    async def open(self, proposed: SessionRow) -> SessionRow:
+        """The session named like `proposed`: `proposed` itself if this call created it."""
+        row = await self._opens.get(_key(proposed), proposed)
+        if row is None:  # cannot be: the INSERT left a row for every key
+            raise RuntimeError(f"session {_key(proposed)} was neither created nor found")
+        return row
+
+    async def _open_group(self, group: dict[SessionKey, SessionRow]) -> dict[SessionKey, SessionRow]:
+        rows = [{name: getattr(row, name) for name in SessionRow.__slots__} for row in group.values()]
+        keys = list(group)
+        for attempt in range(self.ATTEMPTS):
             try:
                 async with self._engine.connect() as conn:
-                    rows = await conn.execute(
-                        sessions.select().where(
-                            sa.tuple_(sessions.c.app_id, sessions.c.face, sessions.c.session_id).in_(keys)
-                        )
-                    )
-                    found = {
-                        (row.app_id, row.face, row.session_id): SessionRow(
-                            row.id, row.app_id, row.session_id, row.visitor_biz_id, row.created_at, row.face
-                        )
-                        for row in rows
-                    }
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    found = _sessions_by_key(await conn.execute(_create_or_read(rows, keys)))
+                    missing = [key for key in keys if key not in found]
+                    if missing:  # created by a transaction that committed after the statement began
+                        found.update(_sessions_by_key(await conn.execute(_sessions_named(missing))))
+                    return found
             except Exception as exc:
-                for futures in waiting.values():
-                    for future in futures:
-                        if not future.done():
-                            future.set_exception(exc)
-                continue
-            for key, futures in waiting.items():
-                for future in futures:
-                    if not future.done():
-                        future.set_result(found.get(key))
+                if attempt + 1 == self.ATTEMPTS or not is_busy(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _sessions_named(keys: list[SessionKey]) -> Any:
+    return sessions.select().where(sa.tuple_(sessions.c.app_id, sessions.c.face, sessions.c.session_id).in_(keys))
+
+
+def _create_or_read(rows: list[dict[str, Any]], keys: list[SessionKey]) -> Any:
+    from sqlalchemy.dialects.postgresql import insert
+
+    created = (
+        insert(sessions).values(rows)
+        .on_conflict_do_nothing(index_elements=["app_id", "face", "session_id"])
+        .returning(*sessions.c)
+        .cte("created")
+    )
+    return sa.select(created).union_all(_sessions_named(keys))
+
+
+def _sessions_by_key(result: Any) -> dict[SessionKey, SessionRow]:
+    return {
+        (r.app_id, r.face, r.session_id): SessionRow(r.id, r.app_id, r.session_id, r.visitor_biz_id, r.created_at, r.face)
+        for r in result
+    }
 
 
 class SessionCache:
@@ -290,15 +368,20 @@ class SessionCache:
 class ConversationRepository:
     def __init__(
         self, engine: AsyncEngine, known_sessions: KnownSessions | None = None,
-        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT, *, only_writer: bool = True,
     ) -> None:
         """`known_sessions`, when this process creates every session in the database (SQLite),
         spares new sessions the read that would prove them new. `busy_timeout`: seconds a
-        write waits for another writer's lock before it fails."""
+        write waits for another writer's lock before it fails. `only_writer`: no other process
+        writes the database (SQLite); otherwise (PostgreSQL) a new session is created, or the
+        one another process created at the same moment is found, before the turn goes on."""
+        if known_sessions is not None and not only_writer:
+            raise ValueError("known_sessions holds only where this process is the only writer")
         self._engine = engine
         self._writer = GroupWriter(row_writer_for(engine, busy_timeout))
         self._sessions = SessionCache()
         self._reader = SessionReader(engine)
+        self._opener = None if only_writer else SessionOpener(engine)
         self._known = known_sessions
 
     async def begin_turn(
@@ -318,7 +401,11 @@ class ConversationRepository:
         key = (app_id, face, session_id)
         session = self._sessions.get(key)
         known = session is not None
-        if session is None:
+        if session is None and self._opener is not None:  # other processes create sessions too
+            proposed = SessionRow(new_id(), app_id, session_id, visitor_biz_id, question.created_at, face)
+            session = self._sessions.add(await self._opener.open(proposed))
+            known = session.id != proposed.id
+        elif session is None:
             if self._known is None or self._known.may_exist(key):
                 session = await self._reader.get(key)
             known = session is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -19,6 +20,8 @@ PAGE_CACHE_KIB = 512
 """SQLite page cache per connection."""
 DEFAULT_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite statement waits for another connection's write lock before it fails."""
+DEFAULT_POOL_SIZE = 20
+"""Connections to a server database a process keeps, and as many again at a peak."""
 _BUSY_TEXTS = ("database is locked", "database table is locked", "database is busy")
 _BUSY_SQLSTATES = {"55P03", "40001", "40P01"}  # lock not available, serialization failure, deadlock
 
@@ -26,10 +29,10 @@ _BUSY_SQLSTATES = {"55P03", "40001", "40P01"}  # lock not available, serializati
 class Database:
     """The async engine, shared by every repository."""
 
-    def __init__(self, url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+    def __init__(self, url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.url = url
         self.busy_timeout = busy_timeout
-        self.engine: AsyncEngine = create_async_engine(url, **_engine_options(url, busy_timeout))
+        self.engine: AsyncEngine = create_async_engine(url, **_engine_options(url, busy_timeout, pool_size))
         if self.engine.dialect.name == "sqlite":
 
             def on_connect(dbapi_connection, _record) -> None:
@@ -76,7 +79,20 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.OperationalError) and any(text in str(exc).lower() for text in _BUSY_TEXTS)
 
 
-def _engine_options(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> dict:
+def upsert(table: sa.Table, dialect_name: str, key: list[str], keep: tuple[str, ...] = ()) -> Any:
+    """INSERT that, for a row whose `key` columns are already stored, updates the stored row's
+    other columns (but not those in `keep`) instead, in one statement: two processes writing
+    the same row at once both succeed (SQLite and PostgreSQL)."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table)
+    updated = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key and c.name not in keep}
+    return statement.on_conflict_do_update(index_elements=key, set_=updated)
+
+
+def _engine_options(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, pool_size: int = DEFAULT_POOL_SIZE) -> dict:
     # JSON columns (token stats, references) are written with every answer: orjson, not json.
     json = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
     # A burst of turns queues for a connection; it must wait rather than fail.
@@ -84,7 +100,12 @@ def _engine_options(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> dic
         # Writes go through one group-commit writer (SQLite takes one writer at a time);
         # a pool of readers keeps reads concurrent.
         return {"pool_size": 8, "max_overflow": 8, "pool_timeout": 300, "connect_args": {"timeout": busy_timeout}, **json}
-    return {"pool_size": 20, "max_overflow": 20, "pool_timeout": 300, "pool_pre_ping": True, **json}
+    options = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": 300, "pool_pre_ping": True, **json}
+    if url.startswith("postgresql+asyncpg"):
+        # As on SQLite, a statement waits for another transaction's lock at most busy_timeout, then
+        # fails as busy (55P03), rather than hanging a turn behind, say, an operator's long transaction.
+        options["connect_args"] = {"server_settings": {"lock_timeout": str(int(busy_timeout * 1000))}}
+    return options
 
 
 def _json_text(value: object) -> str:

@@ -53,6 +53,10 @@ class MessageRow:
         return f"{self.id}-{self.msg_time}-{self.msg_random}"
 
 
+IM_DEDUP_LOCKS = 0x494D_4450  # "IMDP": the first key of the sends' advisory transaction locks
+_LOCK_DEDUP_KEY = sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))")
+
+
 class DuplicateKey(Exception):
     """Another message of the application already has this MsgKey."""
 
@@ -153,19 +157,34 @@ class MessagingRepository:
         except IntegrityError:
             raise DuplicateKey(message.msg_key) from None
 
-    async def find_duplicate(self, sdkappid: int, dedup_key: str, since_ms: int) -> MessageRow | None:
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    im_messages.select()
-                    .where(
-                        (im_messages.c.sdkappid == sdkappid) & (im_messages.c.dedup_key == dedup_key)
-                        & (im_messages.c.created_at >= since_ms)
+    async def insert_unless_duplicate(self, message: MessageRow, since_ms: int) -> MessageRow | None:
+        """Stores `message` unless a message with its `dedup_key` was stored since `since_ms`;
+        returns that earlier message (and stores nothing), or None once `message` is stored.
+
+        A client retrying a send may reach another process on the same database: on PostgreSQL
+        a transaction lock on the key makes the look and the insert one step for every process
+        (no unique index can say "within the window"). SQLite takes one writer at a time, and
+        the one process on it serialises its own sends (MessagingService's send locks)."""
+        try:
+            async with self._engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(_LOCK_DEDUP_KEY, {"space": IM_DEDUP_LOCKS, "key": f"{message.sdkappid}|{message.dedup_key}"})
+                row = (
+                    await conn.execute(
+                        im_messages.select()
+                        .where(
+                            (im_messages.c.sdkappid == message.sdkappid) & (im_messages.c.dedup_key == message.dedup_key)
+                            & (im_messages.c.created_at >= since_ms)
+                        )
+                        .limit(1)
                     )
-                    .limit(1)
-                )
-            ).first()
-        return _message(row) if row else None
+                ).first()
+                if row is not None:
+                    return _message(row)
+                await conn.execute(im_messages.insert().values(**asdict(message)))
+        except IntegrityError:
+            raise DuplicateKey(message.msg_key) from None
+        return None
 
     async def get_message(self, sdkappid: int, msg_key: str) -> MessageRow | None:
         async with self._engine.connect() as conn:

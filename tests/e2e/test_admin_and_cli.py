@@ -6,7 +6,15 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.support.processes import ROOT
+
+
+@pytest.fixture(scope="module")
+def parley(parley_on_each_database):
+    """Every test here runs on both databases."""
+    return parley_on_each_database
 
 
 def parley_cli(server, *args, input_text=None):
@@ -94,3 +102,32 @@ def test_chat_reports_an_error_event(parley):
         cwd=ROOT, capture_output=True, text=True, timeout=60, env=parley.env,
     )
     assert result.returncode == 1 and "4505004" in result.stdout
+
+
+def test_a_command_run_beside_the_server_leaves_its_answers_in_progress_alone(parley, request):
+    """`parley app ...` opens the server's database too: it must not close the live server's
+    answers in progress as if a previous run had left them (on SQLite it did). An answer is made
+    "in progress" in the database itself, so that no timing decides the outcome."""
+    import sqlite3
+
+    from tests.support.sse import post_chat
+
+    app = parley.create_app("cli-beside")
+    body = {"bot_app_key": app["app_key"], "visitor_biz_id": "v", "session_id": "s-beside", "content": "hello"}
+    answer_id = post_chat(parley.url, body).answer_replies[-1]["record_id"]
+
+    def set_status(status: str) -> None:
+        statement = f"UPDATE records SET status = '{status}' WHERE id = {int(answer_id)}"
+        if parley.database_url is None:
+            with sqlite3.connect(parley.data_dir / "parley.db") as connection:
+                connection.execute(statement)
+        else:
+            request.getfixturevalue("postgres").psql(parley.database_url.rsplit("/", 1)[1], statement)
+
+    set_status("streaming")
+    try:
+        listed = parley_cli(parley, "app", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert [r["status"] for r in parley.records("cli-beside", "s-beside")] == ["success", "streaming"]
+    finally:
+        set_status("success")

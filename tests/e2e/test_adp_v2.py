@@ -16,6 +16,12 @@ R1 = "Deepseek/deepseek-r1-0528"
 
 
 @pytest.fixture(scope="module")
+def parley(parley_on_each_database):
+    """Every test here runs on both databases."""
+    return parley_on_each_database
+
+
+@pytest.fixture(scope="module")
 def app(parley):
     return parley.create_app("adp-v2", system_role="You help {{user}}.", history_depth=5)
 

@@ -33,8 +33,8 @@ secret_key = "{SECRET_KEY}"
 
 
 @pytest.fixture(scope="module")
-def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
-    server = start_parley(tmp_path_factory.mktemp("cloudapi"), default_config(scripted_model) + CLOUD_API_CONFIG)
+def server(scripted_model: ScriptedModel, database_args: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    server = start_parley(tmp_path_factory.mktemp("cloudapi"), default_config(scripted_model) + CLOUD_API_CONFIG, database_args)
     yield server
     server.close()
 

@@ -41,8 +41,8 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9
 
 
 @pytest.fixture(scope="module")
-def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
-    server = start_parley(tmp_path_factory.mktemp("cloudapi-adp"), default_config(scripted_model) + CONFIG)
+def server(scripted_model: ScriptedModel, database_args: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    server = start_parley(tmp_path_factory.mktemp("cloudapi-adp"), default_config(scripted_model) + CONFIG, database_args)
     yield server
     server.close()
 

@@ -26,9 +26,9 @@ HEARTBEAT = ": heartbeat"
 
 
 @pytest.fixture(scope="module")
-def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+def server(scripted_model: ScriptedModel, database_args: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
     extra = "\n[cloudbase]\nheartbeat_interval = 0.2\nmodel_version = \"test-1\"\n"
-    parley = start_parley(tmp_path_factory.mktemp("cloudbase"), default_config(scripted_model) + extra)
+    parley = start_parley(tmp_path_factory.mktemp("cloudbase"), default_config(scripted_model) + extra, database_args)
     yield parley
     parley.close()
 

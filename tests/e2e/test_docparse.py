@@ -27,8 +27,8 @@ verify_signatures = false
 
 
 @pytest.fixture(scope="module")
-def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
-    server = start_parley(tmp_path_factory.mktemp("docparse"), default_config(scripted_model) + CONFIG)
+def server(scripted_model: ScriptedModel, database_args: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    server = start_parley(tmp_path_factory.mktemp("docparse"), default_config(scripted_model) + CONFIG, database_args)
     yield server
     server.close()
 

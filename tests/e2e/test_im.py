@@ -126,12 +126,12 @@ def callbacks() -> Iterator[CallbackReceiver]:
 
 
 @pytest.fixture(scope="module")
-def server(scripted_model: ScriptedModel, callbacks: CallbackReceiver, tmp_path_factory) -> Iterator[ParleyServer]:
+def server(scripted_model: ScriptedModel, callbacks: CallbackReceiver, database_args: list[str], tmp_path_factory) -> Iterator[ParleyServer]:
     extra = IM_CONFIG.format(
         app=APP, key=KEY, callback=callbacks.url, token=CALLBACK_TOKEN, robot=ROBOT, orphan=ORPHAN_ROBOT, strict=STRICT_ROBOT,
         disabled=DISABLED_APP, limited=LIMITED_APP, limited_key=LIMITED_KEY,
     )
-    parley = start_parley(tmp_path_factory.mktemp("im"), default_config(scripted_model) + extra)
+    parley = start_parley(tmp_path_factory.mktemp("im"), default_config(scripted_model) + extra, database_args)
     parley.create_app("im-bot", system_role="You answer IM users.")
     parley.create_app("im-strict", sensitive_words=["forbidden"], refusal_reply="I can't say that.")
     yield parley

@@ -1,12 +1,15 @@
 """Another process holds the database's write lock past Parley's busy timeout (an operator's
 `parley app apply`, a backup): every face answers "busy, try again" in its own shape, never a
-plain-text 500 or a traceback, and the same calls work once the lock is gone."""
+plain-text 500 or a traceback, and the same calls work once the lock is gone. On SQLite the lock
+is the file's write lock; on PostgreSQL an EXCLUSIVE lock on every table (reads go on, writes
+wait), which Parley waits for at most its busy timeout (lock_timeout)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from TLSSigAPIv2 import TLSSigAPIv2
 
 from tests.e2e.test_cloudapi import CLOUD_API_CONFIG, make_client
+from tests.support.postgres import POSTGRES_BIN_PATH
 from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
 
 BUSY_TIMEOUT = 0.3  # seconds: the test's locks outlast it at once
@@ -31,20 +35,24 @@ secret_key = "{IM_KEY}"
 [im.apps.robots]
 "{IM_ROBOT}" = "im-locked"
 """
-LEAKS = ("Traceback", "OperationalError", "sqlite", "database is locked")
+LEAKS = ("Traceback", "OperationalError", "sqlite", "database is locked", "asyncpg", "LockNotAvailable", "lock timeout")
 
 
 @pytest.fixture(scope="module")
-def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+def server(scripted_model: ScriptedModel, database_args: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
     config = f"database_busy_timeout = {BUSY_TIMEOUT}\n" + default_config(scripted_model) + CLOUD_API_CONFIG + IM_CONFIG
-    server = start_parley(tmp_path_factory.mktemp("locked"), config)
+    server = start_parley(tmp_path_factory.mktemp("locked"), config, database_args)
     yield server
     server.close()
 
 
 @contextlib.contextmanager
 def write_locked(server: ParleyServer) -> Iterator[None]:
-    """Holds the SQLite file's write lock from this (other) process until the block ends."""
+    """Holds the database's write lock from this (other) process until the block ends."""
+    if server.database_url is not None:
+        with postgresql_tables_locked(server.database_url):
+            yield
+        return
     connection = sqlite3.connect(Path(server.data_dir) / "parley.db", timeout=30, isolation_level=None)
     try:
         connection.execute("BEGIN IMMEDIATE")
@@ -52,6 +60,35 @@ def write_locked(server: ParleyServer) -> Iterator[None]:
     finally:
         connection.execute("ROLLBACK")
         connection.close()
+
+
+@contextlib.contextmanager
+def postgresql_tables_locked(url: str) -> Iterator[None]:
+    """Every table of the database in EXCLUSIVE mode, held by a psql session until the block ends."""
+    address, database = url.split("@", 1)[1].rsplit("/", 1)
+    host, port = address.split(":")
+    psql = subprocess.Popen(
+        [str(POSTGRES_BIN_PATH / "psql"), "-h", host, "-p", port, "-U", "postgres", "-d", database, "-At",
+         "-v", "ON_ERROR_STOP=1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert psql.stdin is not None and psql.stdout is not None
+    psql.stdin.write(
+        "BEGIN;\n"
+        "DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+        "AND tablename <> 'alembic_version' LOOP EXECUTE format('LOCK TABLE %I IN EXCLUSIVE MODE', t); END LOOP; END $$;\n"
+        "SELECT 'locked';\n"
+    )
+    psql.stdin.flush()
+    try:
+        for line in psql.stdout:  # command tags (BEGIN, DO), then the marker once every lock is held
+            if line.strip() == "locked":
+                break
+        else:
+            raise AssertionError("psql ended before it held the locks")
+        yield
+    finally:
+        psql.communicate("ROLLBACK;\n", timeout=30)
 
 
 def no_leak(text: str) -> None:

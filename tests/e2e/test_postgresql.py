@@ -66,3 +66,29 @@ def test_a_second_instance_starting_leaves_the_first_ones_answers_in_progress_al
     answer.join(60)
     records = parley_on_postgresql.records("pg-two-instances", "s-shared")
     assert [(r["is_from_self"], r["status"]) for r in records] == [(True, "success"), (False, "success")], records
+
+
+def test_a_pg_dump_restored_into_an_empty_database_serves_as_before(parley_on_postgresql, postgres, scripted_model, tmp_path):
+    """docs/configuration.md's backup and restore, as written there: pg_dump --format=custom while
+    Parley runs; an empty database with the extension; pg_restore --no-owner; Parley on it."""
+    from tests.support.sse import post_chat
+
+    app = parley_on_postgresql.create_app("pg-backup")
+    body = {"bot_app_key": app["app_key"], "visitor_biz_id": "v", "session_id": "s-backup", "content": "before the backup"}
+    assert post_chat(parley_on_postgresql.url, body).status == 200
+    dump = postgres.folder / f"backup-{tmp_path.name}.dump"
+    postgres.client("pg_dump", "--format=custom", "--file", str(dump), parley_on_postgresql.database_url.rsplit("/", 1)[1])
+    restored_url = postgres.new_database()
+    postgres.client("pg_restore", "--no-owner", "--dbname", restored_url.rsplit("/", 1)[1], str(dump))
+
+    restored = start_parley(tmp_path, default_config(scripted_model), ["--no-demo", "--database-url", restored_url])
+    try:
+        before = restored.records("pg-backup", "s-backup")
+        assert [(r["is_from_self"], r["content"], r["status"]) for r in before] == [
+            (True, "before the backup", "success"), (False, "Echo: before the backup", "success")]
+        again = post_chat(restored.url, {**body, "content": "after the restore"})
+        assert again.status == 200 and again.answer_replies[-1]["content"] == "Echo: after the restore"
+        assert [r["content"] for r in restored.records("pg-backup", "s-backup")][2:] == [
+            "after the restore", "Echo: after the restore"]
+    finally:
+        restored.close()

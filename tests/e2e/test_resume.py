@@ -119,6 +119,12 @@ FACES = [
 
 
 @pytest.fixture(scope="module")
+def parley(parley_on_each_database):
+    """Every test here runs on both databases."""
+    return parley_on_each_database
+
+
+@pytest.fixture(scope="module")
 def app(parley):
     return parley.create_app("resume", history_depth=2)
 

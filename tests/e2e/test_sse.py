@@ -21,10 +21,10 @@ def ask(parley, app, content="hello", **fields):
     return post_chat(parley.url, body)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def parley(request):
-    """Every test here runs on both databases: the session's Parley on SQLite, then one on PostgreSQL."""
-    return request.getfixturevalue(f"parley_on_{request.param}")
+@pytest.fixture(scope="module")
+def parley(parley_on_each_database):
+    """Every test here runs on both databases."""
+    return parley_on_each_database
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,12 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 """
+_DURABLE = """
+fsync = on
+full_page_writes = on
+"""
+"""For the benchmark: writes reach the disk as on a real server; commits do not wait for the flush
+(synchronous_commit = off), which is what Parley's SQLite does (WAL with synchronous=NORMAL)."""
 
 
 class Postgres:
@@ -42,7 +48,7 @@ class Postgres:
 
     user = "postgres"
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="parley-pg-"))
         self.data = self.folder / "data"
         self.port = free_port()
@@ -53,7 +59,7 @@ class Postgres:
             self._bin("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "--encoding=UTF8",
                       "--locale=C", "--no-sync", "--no-instructions")
             with (self.data / "postgresql.conf").open("a") as conf:
-                conf.write(_SETTINGS.format(port=self.port))
+                conf.write(_SETTINGS.format(port=self.port) + (_DURABLE if durable else ""))
             self._bin("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", "-t", "120", "start")
         except BaseException:
             self.close()
@@ -70,6 +76,15 @@ class Postgres:
         """Runs `sql` through the wheel's psql; returns its unaligned output."""
         return self._bin("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", database,
                          "-v", "ON_ERROR_STOP=1", "-At", "-c", sql)
+
+    def client(self, name: str, *args: str) -> str:
+        """Runs one of the wheel's client programs (pg_dump, pg_restore, ...) against this server.
+        It runs as the server's user: files it writes belong in `folder`."""
+        return self._bin(name, "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, *args)
+
+    def pid(self) -> int:
+        """The postmaster's process id (its children are the server's other processes)."""
+        return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
 
     def log(self) -> str:
         path = self.folder / "server.log"

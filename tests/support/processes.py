@@ -155,15 +155,17 @@ def start_parley(tmp: Path, config_text: str, extra_args: list[str] | None = Non
     port = free_port()
     token = "test-admin-token"
     log_file = tmp / "parley.log"
+    args = extra_args or []
+    database_url = args[args.index("--database-url") + 1] if "--database-url" in args else None
     full_env = {**os.environ, "PARLEY_ADMIN_TOKEN": token, **(env or {})}
+    if database_url is not None:  # CLI commands run with `env` work on the server's database
+        full_env["PARLEY_DATABASE_URL"] = database_url
     with log_file.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "parley", "serve", "--config", str(config_file), "--data-dir", str(data_dir),
              "--port", str(port), *(extra_args or ["--no-demo"])],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=full_env,
         )
-    args = extra_args or []
-    database_url = args[args.index("--database-url") + 1] if "--database-url" in args else None
     server = ParleyServer(process, f"http://127.0.0.1:{port}", data_dir, config_file, token, log_file, full_env, database_url)
     try:
         wait_until_up(f"{server.url}/healthz", process, timeout=120)
