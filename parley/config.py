@@ -71,6 +71,9 @@ class Settings(BaseModel):
     """Redis URL of the bus that several Parley processes share (`redis://host:6379/0`): turn
     event streams, stop signals, limits, one-time tokens, cache invalidation, IM delivery. None:
     everything lives in this process, which is right for one process and only for one."""
+    bus_lease: float = Field(15.0, ge=1.0, le=600)
+    """Seconds a slot taken on the shared bus (a turn or open stream counted against a limit)
+    stays taken after its instance stopped renewing it, having died: then it is free again."""
     admin_token: str | None = None
     default_model: str = LOCAL_MODEL_NAME
     models: list[ModelConfig] = Field(default_factory=list)
@@ -203,6 +206,8 @@ class IMSettings(BaseModel):
     """Calls per second for all REST calls of one SDKAppID together; 0 means no such limit."""
     subscription_keepalive: float = 15.0
     """Seconds of silence on a subscription before a keep-alive is sent."""
+    resume_window: float = Field(300.0, gt=0, le=86_400)
+    """Seconds a user's deliveries are kept for a subscriber that reconnects with Last-Event-ID."""
     callback_timeout: float = 2.0
 
     @field_validator("apps")

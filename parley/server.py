@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
@@ -20,7 +20,6 @@ from parley.config import Settings
 from parley.engine.apps import App, ApplicationService
 from parley.engine.engine import Engine
 from parley.engine.events import compact_events
-from parley.engine.limits import LocalConcurrencyLimiter, LocalRateLimiter
 from parley.engine.moderation import WordListModerator
 from parley.engine.turn import CheckpointPolicy
 from parley.channels.cloudbase import CloudBaseChannel
@@ -48,6 +47,7 @@ from parley.knowledge.realtime_docs import RealtimeDocuments
 from parley.messaging.runtime import open_messaging
 from parley.models.registry import ModelRegistry
 from parley.services import Services
+from parley.sharing import open_shared
 from parley.store.apps import AppRepository
 from parley.store.cloudbase import CloudBaseRepository
 from parley.store.conversations import ConversationRepository
@@ -85,20 +85,27 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     interrupted = await conversations.close_unfinished() if only_writer else 0
     if interrupted:
         log.warning("closed %d answers left unfinished by a previous run as interrupted", interrupted)
+    sharing = AsyncExitStack()  # limits, tokens, IM delivery and cache announcements: on the bus when there is one
+    shared = await sharing.enter_async_context(open_shared(settings))
+    shared.share_changes(apps)
     engine = Engine(
         apps, conversations, models, bus,
-        LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files), documents, knowledge,
+        shared.limiter, shared.rates, WordListModerator(settings.word_files), documents, knowledge,
         CheckpointPolicy(settings.answer_checkpoint_interval, settings.answer_checkpoint_chars),
     )
     cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)
-    messaging = open_messaging(settings, database.engine, engine, apps)
+    messaging = open_messaging(
+        settings, database.engine, engine, apps, delivery=shared.delivery, limiter=shared.call_rates, state=shared.im_state
+    )
     try:
-        yield Services(settings=settings, engine=engine, apps=apps, models=models, cloudbase=cloudbase_channel, knowledge=knowledge, documents=documents, messaging=messaging)
+        yield Services(settings=settings, engine=engine, apps=apps, models=models, cloudbase=cloudbase_channel, knowledge=knowledge, documents=documents, messaging=messaging,
+                       tokens=shared.tokens, signatures=shared.signatures)
     finally:
         await engine.shutdown(settings.shutdown_grace)
         await conversations.aclose()  # the last answers' records are written before the database closes
         await messaging.aclose()
         await knowledge.aclose()
+        await sharing.aclose()
         await bus.aclose()
         await models.aclose()
         await database.close()

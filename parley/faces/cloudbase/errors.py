@@ -61,6 +61,7 @@ TURN_CODES = {
     ErrorKind.MODEL_TIMEOUT: LLM_ERROR,
     ErrorKind.MODEL_FAILED: LLM_ERROR,
     ErrorKind.STORE_BUSY: SERVER_ERROR,
+    ErrorKind.LIMITS_UNAVAILABLE: SERVER_ERROR,
     ErrorKind.INTERNAL: SERVER_ERROR,
 }
 
@@ -71,6 +72,7 @@ TURN_MESSAGES = {
     ErrorKind.MODEL_TIMEOUT: "the model did not answer in time",
     ErrorKind.MODEL_FAILED: "the model call failed",
     ErrorKind.STORE_BUSY: "the server's database is busy; try again shortly",
+    ErrorKind.LIMITS_UNAVAILABLE: "the server cannot check its limits now; try again shortly",
     ErrorKind.INTERNAL: "internal error",
 }
 
@@ -104,6 +106,16 @@ def turn_message(kind: ErrorKind | str, detail: str) -> str:
 def error_response(code: str, message: str, request_id: str) -> Response:
     body = orjson.dumps({"code": code, "message": message, "requestId": request_id})
     return Response(body, status_code=STATUS.get(code, 400), media_type="application/json")
+
+
+def turn_refusal(kind: ErrorKind, detail: str, request_id: str) -> Response:
+    """The engine's refusal of a turn; one it may accept shortly (its limits cannot be checked
+    now) is AGENT_SERVER_ERR with 503 and Retry-After, as a busy database is."""
+    response = error_response(turn_code(kind), turn_message(kind, detail), request_id)
+    if kind is ErrorKind.LIMITS_UNAVAILABLE:
+        response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def fault_response(fault: Fault, request_id: str) -> Response:
