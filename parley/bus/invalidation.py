@@ -7,7 +7,6 @@ caches directly (ApplicationService.on_change), and that is the whole server.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -15,6 +14,8 @@ from collections.abc import Callable
 import orjson
 import redis.asyncio
 from redis.exceptions import RedisError
+
+from parley.bus.channel import ChannelListener
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,7 @@ class RedisInvalidations:
         self._redis = client
         self._instance = secrets.token_hex(8)
         self._listeners: dict[str, list[Callable[[str | None], None]]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self._channel = ChannelListener(client, CHANNEL, self._received, retry=RETRY_SECONDS, resubscribed=self._forget_all)
 
     def on(self, topic: str, forget: Callable[[str | None], None]) -> None:
         """`forget(key)` runs when another instance announces a change of `key` in `topic`."""
@@ -48,38 +48,10 @@ class RedisInvalidations:
 
     async def start(self) -> None:
         """Listens from now on; returns once subscribed, so that no later announcement is missed."""
-        self._task = asyncio.create_task(self._listen())
-        await self._subscribed.wait()
+        await self._channel.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _listen(self) -> None:
-        first = True
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(CHANNEL)
-                if not first:
-                    self._forget_all()
-                first = False
-                self._subscribed.set()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._received(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("the invalidation channel failed (listening again in %.0f s): %r", RETRY_SECONDS, exc)
-                self._subscribed.set()  # start-up goes on; caches still expire on their own
-                await asyncio.sleep(RETRY_SECONDS)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:
-                    pass
+        await self._channel.aclose()
 
     def _received(self, data: bytes) -> None:
         try:

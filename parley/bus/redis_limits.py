@@ -25,6 +25,7 @@ from typing import Any
 import redis.asyncio
 from redis.exceptions import RedisError
 
+from parley.bus.channel import ChannelListener
 from parley.engine.limits import LimitsUnavailable
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class RedisConcurrencyLimiter:
         self._wakeups: dict[str, set[asyncio.Future[None]]] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
-        self._listener: asyncio.Task[None] | None = None
+        self._freed = ChannelListener(client, FREED_CHANNEL, self._wake, retry=poll)  # waiters also poll
 
     async def acquire(self, key: str, limit: int, timeout: float = 0.0) -> bool:
         self._start()
@@ -148,9 +149,10 @@ class RedisConcurrencyLimiter:
                     break
                 self._in_line.setdefault(key, set()).add(token)
                 await self._wait_for_release(key, min(self._poll, remaining))
-        except BaseException:
+        except BaseException as exc:
             self._discard_in_line(key, token)
-            self._clean_up(key, token)  # a slot may have been granted as we were cancelled
+            # A slot may have been granted as we were cancelled (or as the answer was lost).
+            self._clean_up(key, token, quiet=isinstance(exc, LimitsUnavailable))
             raise
         self._discard_in_line(key, token)
         if waiting:
@@ -178,9 +180,9 @@ class RedisConcurrencyLimiter:
         return await self._redis.zcard(_keys(key)[1])
 
     async def aclose(self) -> None:
-        for task in (self._heartbeat, self._listener):
-            if task is not None:
-                task.cancel()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        await self._freed.aclose()
         await self._settled()
         held = [(key, token) for key, tokens in self._held.items() for token in tokens]
         self._held.clear()
@@ -205,31 +207,11 @@ class RedisConcurrencyLimiter:
             if not waiters and self._wakeups.get(key) is waiters:
                 del self._wakeups[key]
 
-    def _wake(self, key: str) -> None:
-        for waiter in self._wakeups.get(key, ()):
+    def _wake(self, key: bytes | str) -> None:
+        """Wakes this process's waiters for `key`: some instance gave a slot back."""
+        for waiter in self._wakeups.get(key.decode() if isinstance(key, bytes) else key, ()):
             if not waiter.done():
                 waiter.set_result(None)
-
-    async def _listen(self) -> None:
-        """Wakes this process's waiters when any instance gives a slot back."""
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(FREED_CHANNEL)
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        data = message["data"]
-                        self._wake(data.decode() if isinstance(data, bytes) else str(data))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis went away: waiters still poll; listen again shortly
-                log.debug("the slot channel failed: %r", exc)
-                await asyncio.sleep(self._poll)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:
-                    pass
 
     # --- leases ----------------------------------------------------------------------------
 
@@ -249,8 +231,7 @@ class RedisConcurrencyLimiter:
     def _start(self) -> None:
         if self._heartbeat is None or self._heartbeat.done():
             self._heartbeat = asyncio.create_task(self._beat())
-        if self._listener is None or self._listener.done():
-            self._listener = asyncio.create_task(self._listen())
+        self._freed.start_soon()
 
     def _discard_in_line(self, key: str, token: str) -> None:
         tokens = self._in_line.get(key)
@@ -259,7 +240,7 @@ class RedisConcurrencyLimiter:
             if not tokens:
                 del self._in_line[key]
 
-    def _clean_up(self, key: str, token: str) -> asyncio.Task[None]:
+    def _clean_up(self, key: str, token: str, quiet: bool = False) -> asyncio.Task[None]:
         """Gives up `token`'s slot or place in line, in a task of its own that a cancellation
         of the caller cannot stop; what cannot reach Redis (no longer renewed) runs out with its lease."""
 
@@ -267,7 +248,7 @@ class RedisConcurrencyLimiter:
             try:
                 await self._release(keys=_keys(key)[:3], args=[token, FREED_CHANNEL, key])
             except (RedisError, OSError) as exc:
-                log.warning("could not give back a slot of %s (its lease will run out): %s", key, exc)
+                (log.debug if quiet else log.warning)("could not give back a slot of %s (its lease will run out): %s", key, exc)
 
         task = asyncio.ensure_future(clean())
         self._cleanups.add(task)

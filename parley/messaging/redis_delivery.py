@@ -14,20 +14,17 @@ id younger than the window is still there.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 import orjson
 import redis.asyncio
 
+from parley.bus.channel import ChannelListener
 from parley.messaging.delivery import RESUME_WINDOW, Delivered, DeliveryQueue
 from parley.store.messaging import MessageRow
-
-log = logging.getLogger(__name__)
 
 PREFIX = "parley:im:deliveries:"
 CHANNEL = "parley:im:live"
@@ -113,18 +110,15 @@ class RedisDelivery:
         self._publish = client.register_script(_PUBLISH)
         self._subscribe = client.register_script(_SUBSCRIBE)
         self._subscribers: dict[str, set[_Subscriber]] = {}  # by user key
-        self._task: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
+        # Subscribers that reconnect with their last id get what a lost channel missed.
+        self._channel = ChannelListener(client, CHANNEL, self._received, retry=RETRY_SECONDS)
 
     async def start(self) -> None:
         """Listens from now on; returns once subscribed to the channel."""
-        self._task = asyncio.create_task(self._listen())
-        await self._listening.wait()
+        await self._channel.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._channel.aclose()
 
     async def publish(self, sdkappid: int, user_id: str, delivered: Delivered) -> None:
         user = _user_key(sdkappid, user_id)
@@ -154,28 +148,6 @@ class RedisDelivery:
             subscribers.discard(subscriber)
             if not subscribers and self._subscribers.get(user) is subscribers:
                 del self._subscribers[user]
-
-    async def _listen(self) -> None:
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(CHANNEL)
-                self._listening.set()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._received(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # Subscribers that reconnect with their last id get what they miss meanwhile.
-                log.warning("the IM delivery channel failed (listening again shortly): %r", exc)
-                self._listening.set()
-                await asyncio.sleep(RETRY_SECONDS)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:
-                    pass
 
     def _received(self, data: bytes) -> None:
         user, _, rest = data.partition(b"\n")

@@ -123,7 +123,7 @@ async def test_a_dead_instances_slots_come_back_when_their_leases_run_out(bus_ur
         dead = RedisConcurrencyLimiter(client, lease=0.3)
         assert await dead.acquire("k", 2) and await dead.acquire("k", 2)
         dead._heartbeat.cancel()  # the instance dies: nobody renews its leases
-        dead._listener.cancel()
+        await dead._freed.aclose()
         await client.aclose()
         assert not await survivor.acquire("k", 2)
         assert await survivor.acquire("k", 2, timeout=5)  # once a lease has run out
