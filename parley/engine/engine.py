@@ -42,7 +42,7 @@ def _refused_when_limits_unavailable() -> Iterator[None]:
         yield
     except LimitsUnavailable as exc:
         log.warning("refused a turn: %s", exc)
-        raise TurnRejected(ErrorKind.LIMITS_UNAVAILABLE, "the server cannot check its limits now; try again shortly") from None
+        raise TurnRejected(ErrorKind.BUS_UNAVAILABLE, "the server cannot check its limits now; try again shortly") from None
 
 
 @dataclass(slots=True, frozen=True)

@@ -30,9 +30,9 @@ class ErrorKind(str, Enum):
     MODEL_FAILED = "model_failed"
     STORE_BUSY = "store_busy"
     """The database stayed locked by another writer past the busy timeout: try again shortly."""
-    LIMITS_UNAVAILABLE = "limits_unavailable"
-    """The shared bus that counts limits across instances cannot be reached: refused rather
-    than admitted unchecked; try again shortly."""
+    BUS_UNAVAILABLE = "bus_unavailable"
+    """The shared bus (Redis) cannot be reached, so what it checks across instances (limits,
+    one-time tokens) cannot be checked: refused rather than admitted unchecked; try again shortly."""
     INTERNAL = "internal"
 
 

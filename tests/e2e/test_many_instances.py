@@ -278,15 +278,26 @@ def test_a_ws_token_issued_on_one_instance_is_redeemed_once_on_another(cluster):
         asyncio.run(connect(c))  # used once already, on another instance
 
 
+async def refused_connection(server: ParleyServer, token: str) -> list[Any]:
+    """What a Socket.IO client's connect_error handler receives when the connection is refused."""
+    client = socketio.AsyncClient(reconnection=False)
+    refusals: list[Any] = []
+    client.on("connect_error", lambda data: refusals.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(server.url, socketio_path="v1/qbot/chat/conn", transports=["websocket"], auth={"token": token})
+    return refusals
+
+
 def test_without_its_redis_an_instance_refuses_turns_in_the_protocols_shape(scripted_model, postgres, model, tmp_path):
     bus = RedisServer()
     server = None
     try:
-        server = start_parley(tmp_path, default_config(scripted_model),
+        server = start_parley(tmp_path, default_config(scripted_model) + CONFIG,
                               ["--no-demo", "--database-url", postgres.new_database(), "--bus-url", bus.new_url()])
         app = server.create_app("cluster-no-redis")
         assert post_chat(server.url, body(app, "hello", "before")).names()[-1] == "reply"
         calls = model.stats()["calls"]
+        token = ws_token(server, app["app_key"])
         bus.close()  # Redis goes away
         refused = post_chat(server.url, body(app, "hello", "after"))
         assert refused.status == 200 and refused.names() == ["error"]
@@ -294,6 +305,8 @@ def test_without_its_redis_an_instance_refuses_turns_in_the_protocols_shape(scri
         assert error["code"] == 460011 and "try again" in error["message"]
         assert model.stats()["calls"] == calls  # not admitted unchecked
         assert server.records("cluster-no-redis", "after") == []
+        (refusal,) = asyncio.run(refused_connection(server, token))  # a token issued before: it cannot be checked
+        assert refusal["data"]["code"] == 460011 and "try again" in refusal["data"]["message"]
         assert httpx.get(f"{server.url}/healthz").status_code == 200
     finally:
         if server is not None:

@@ -61,7 +61,7 @@ TURN_CODES = {
     ErrorKind.MODEL_TIMEOUT: LLM_ERROR,
     ErrorKind.MODEL_FAILED: LLM_ERROR,
     ErrorKind.STORE_BUSY: SERVER_ERROR,
-    ErrorKind.LIMITS_UNAVAILABLE: SERVER_ERROR,
+    ErrorKind.BUS_UNAVAILABLE: SERVER_ERROR,
     ErrorKind.INTERNAL: SERVER_ERROR,
 }
 
@@ -72,7 +72,7 @@ TURN_MESSAGES = {
     ErrorKind.MODEL_TIMEOUT: "the model did not answer in time",
     ErrorKind.MODEL_FAILED: "the model call failed",
     ErrorKind.STORE_BUSY: "the server's database is busy; try again shortly",
-    ErrorKind.LIMITS_UNAVAILABLE: "the server cannot check its limits now; try again shortly",
+    ErrorKind.BUS_UNAVAILABLE: "the server cannot check its limits now; try again shortly",
     ErrorKind.INTERNAL: "internal error",
 }
 
@@ -112,7 +112,7 @@ def turn_refusal(kind: ErrorKind, detail: str, request_id: str) -> Response:
     """The engine's refusal of a turn; one it may accept shortly (its limits cannot be checked
     now) is AGENT_SERVER_ERR with 503 and Retry-After, as a busy database is."""
     response = error_response(turn_code(kind), turn_message(kind, detail), request_id)
-    if kind is ErrorKind.LIMITS_UNAVAILABLE:
+    if kind is ErrorKind.BUS_UNAVAILABLE:
         response.status_code = 503
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
