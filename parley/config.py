@@ -80,6 +80,11 @@ class Settings(BaseModel):
     workers: int = Field(1, ge=1)
     """Server processes sharing the port (`parley serve --workers N`). More than one needs
     `database_url` on PostgreSQL and `bus_url`: see docs/deployment.md."""
+    bus_lease: float = Field(15.0, ge=0.3, le=3600)
+    """With `bus_url`: seconds a lease taken on the shared bus (a turn being run, a slot counted
+    against a limit) outlives its instance's last renewal. Each instance renews every lease it
+    holds every third of this; when one dies, its slots come free and any instance closes its
+    answers in progress as interrupted once this has passed."""
     admin_token: str | None = None
     default_model: str = LOCAL_MODEL_NAME
     models: list[ModelConfig] = Field(default_factory=list)
@@ -91,9 +96,6 @@ class Settings(BaseModel):
     """Seconds of silence on a stream before a keep-alive comment is sent."""
     turn_retention: float = 120.0
     """Seconds a finished turn's events stay available to late or resuming subscribers."""
-    turn_lease: float = Field(15.0, ge=0.3, le=3600)
-    """With a shared bus: seconds after its instance's last heartbeat (every third of this) that a
-    turn counts as abandoned; another instance then closes its answer as interrupted."""
     shutdown_grace: float = 30.0
     """Seconds a stopping server lets turns in progress finish."""
     answer_checkpoint_interval: float = 1.0
@@ -223,6 +225,8 @@ class IMSettings(BaseModel):
     """Calls per second for all REST calls of one SDKAppID together; 0 means no such limit."""
     subscription_keepalive: float = 15.0
     """Seconds of silence on a subscription before a keep-alive is sent."""
+    resume_window: float = Field(300.0, gt=0, le=86_400)
+    """Seconds a user's deliveries are kept for a subscriber that reconnects with Last-Event-ID."""
     callback_timeout: float = 2.0
 
     @field_validator("apps")

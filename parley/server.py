@@ -27,7 +27,6 @@ from parley.engine.apps import App, ApplicationService
 from parley.engine.codec import EngineCodec
 from parley.engine.engine import Engine
 from parley.engine.events import compact_events
-from parley.engine.limits import LocalConcurrencyLimiter, LocalRateLimiter
 from parley.engine.moderation import WordListModerator
 from parley.engine.reaper import TurnReaper
 from parley.engine.turn import CheckpointPolicy
@@ -61,6 +60,7 @@ from parley.search.service import WebSearch
 from parley.messaging.runtime import open_messaging
 from parley.models.registry import ModelRegistry
 from parley.services import Services
+from parley.sharing import Shared, open_shared
 from parley.store.apps import AppRepository
 from parley.store.cloudbase import CloudBaseRepository
 from parley.store.conversations import ConversationRepository
@@ -88,7 +88,9 @@ async def open_services(settings: Settings, serving: bool = True) -> AsyncIterat
             # One Redis client (and pool) for everything shared with other instances.
             redis = await resources.enter_async_context(connected(settings.bus_url)) if settings.bus_url else None
             bus = await resources.enter_async_context(open_bus(settings, redis))
-            async with _open_services(settings, database, models, bus, serving) as services:
+            # Limits, tokens, IM delivery and cache announcements: on the bus when there is one.
+            shared = await resources.enter_async_context(open_shared(settings, redis))
+            async with _open_services(settings, database, models, bus, shared, serving) as services:
                 yield services
     finally:
         await models.aclose()
@@ -103,7 +105,7 @@ async def open_bus(settings: Settings, redis: Redis | None) -> AsyncIterator[Bus
     if redis is None:
         bus = LocalBus(retention=settings.turn_retention, compact=compact_events)
     else:
-        bus = RedisBus(redis, EngineCodec(), settings.turn_retention, settings.turn_lease)
+        bus = RedisBus(redis, EngineCodec(), settings.turn_retention, settings.bus_lease)
         await bus.start()
     try:
         yield bus
@@ -113,7 +115,7 @@ async def open_bus(settings: Settings, redis: Redis | None) -> AsyncIterator[Bus
 
 @asynccontextmanager
 async def _open_services(
-    settings: Settings, database: Database, models: ModelRegistry, bus: Bus, serving: bool,
+    settings: Settings, database: Database, models: ModelRegistry, bus: Bus, shared: Shared, serving: bool,
 ) -> AsyncIterator[Services]:
     search = WebSearch(SearchRegistry(settings.search))
     apps = ApplicationService(AppRepository(database.engine), models.names, search.registry.names)
@@ -137,20 +139,24 @@ async def _open_services(
     interrupted = await conversations.close_unfinished() if only_writer and serving and not bus.shared else 0
     if interrupted:
         log.warning("closed %d answers left unfinished by a previous run as interrupted", interrupted)
+    shared.share_changes(apps)
     engine = Engine(
         apps, conversations, models, bus,
-        LocalConcurrencyLimiter(), LocalRateLimiter(), WordListModerator(settings.word_files), documents, knowledge,
+        shared.limiter, shared.rates, WordListModerator(settings.word_files), documents, knowledge,
         CheckpointPolicy(settings.answer_checkpoint_interval, settings.answer_checkpoint_chars),
         WorkflowHost(settings.workflows, WorkflowRunRepository(database.engine), models, knowledge),
         search=search, images=ImageFetcher(settings.images, documents, settings.cloud_api.storage_bucket),
     )
     cloudbase_channel = CloudBaseChannel(CloudBaseRepository(database.engine), apps, engine.conversations, models)
-    messaging = open_messaging(settings, database.engine, engine, apps)
-    reaper = TurnReaper(conversations, bus, settings.turn_lease) if bus.shared and serving else None
+    messaging = open_messaging(
+        settings, database.engine, engine, apps, delivery=shared.delivery, limiter=shared.call_rates, state=shared.im_state
+    )
+    reaper = TurnReaper(conversations, bus, settings.bus_lease) if bus.shared and serving else None
     if reaper is not None:
-        reaper.start(interval=settings.turn_lease / 2)
+        reaper.start(interval=settings.bus_lease / 2)
     try:
-        yield Services(settings=settings, engine=engine, apps=apps, models=models, cloudbase=cloudbase_channel, knowledge=knowledge, documents=documents, messaging=messaging)
+        yield Services(settings=settings, engine=engine, apps=apps, models=models, cloudbase=cloudbase_channel, knowledge=knowledge, documents=documents, messaging=messaging,
+                       tokens=shared.tokens, signatures=shared.signatures)
     finally:
         if reaper is not None:
             await reaper.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from parley.bus.signatures import LocalSignatureLedger
+from parley.bus.signatures import LocalSignatureLedger, SignatureLedger
 from parley.bus.tokens import LocalTokenStore, TokenStore
 from parley.channels.cloudbase import CloudBaseChannel
 from parley.config import Settings
@@ -27,7 +27,7 @@ class Services:
     models: ModelRegistry
     tokens: TokenStore = field(default_factory=LocalTokenStore, kw_only=True)
     """One-time tokens (ADP GetWsToken); in-process unless a bus-backed store is given."""
-    signatures: LocalSignatureLedger = field(default_factory=LocalSignatureLedger, kw_only=True)
+    signatures: SignatureLedger = field(default_factory=LocalSignatureLedger, kw_only=True)
     """The call each cloud API signature was accepted for, within its age (replays as another call are refused)."""
     cloudbase: CloudBaseChannel | None = field(default=None, kw_only=True)
     """The CloudBase AI bot channel: bots, API keys, conversations, feedback."""

@@ -11,6 +11,9 @@ import secrets
 import time
 from typing import Any, Protocol
 
+import orjson
+import redis.asyncio
+
 
 class TokenStore(Protocol):
     async def issue(self, claims: dict[str, Any], ttl: float) -> str:
@@ -49,3 +52,22 @@ class LocalTokenStore:
             if expires >= now:
                 return
             del self._tokens[token]
+
+
+class RedisTokenStore:
+    """Tokens as Redis keys with a TTL, redeemed with GETDEL: a token issued by one instance is
+    redeemed once, by whichever instance the client reaches."""
+
+    PREFIX = "parley:token:"
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self._redis = client
+
+    async def issue(self, claims: dict[str, Any], ttl: float) -> str:
+        token = secrets.token_urlsafe(24)
+        await self._redis.set(self.PREFIX + token, orjson.dumps(claims), px=max(int(ttl * 1000), 1))
+        return token
+
+    async def redeem(self, token: str) -> dict[str, Any] | None:
+        claims = await self._redis.getdel(self.PREFIX + token)
+        return None if claims is None else orjson.loads(claims)

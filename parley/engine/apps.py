@@ -7,7 +7,7 @@ faces serve the latest release only, so edits reach visitors at the next publish
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -135,14 +135,27 @@ class ApplicationService:
         self._known_models = known_models
         self._known_search = known_search
         self._listeners: list[Callable[[], None]] = []
+        self._announcers: list[Callable[[], Awaitable[None]]] = []
 
     def on_change(self, listener: Callable[[], None]) -> None:
-        """Calls `listener` after every publish or delete (caches of releases listen)."""
+        """Calls `listener` after every publish or delete, here or on another instance (caches
+        of releases listen)."""
         self._listeners.append(listener)
 
-    def _changed(self) -> None:
+    def share_changes(self, announce: Callable[[], Awaitable[None]]) -> None:
+        """`announce()` tells the other instances of a publish or delete made here; each of them
+        then calls `forget_cached`, so that all serve the new release at once."""
+        self._announcers.append(announce)
+
+    def forget_cached(self) -> None:
+        """Has every cache of releases in this process forget (a change here or on another instance)."""
         for listener in self._listeners:
             listener()
+
+    async def _changed(self) -> None:
+        self.forget_cached()
+        for announce in self._announcers:
+            await announce()
 
     def validate(self, data: dict[str, Any]) -> AppConfig:
         try:
@@ -181,13 +194,13 @@ class ApplicationService:
             release = await self._repo.publish(row.id, row.config, description)
         except PublishConflict as exc:
             raise AppConflict(str(exc)) from None
-        self._changed()
+        await self._changed()
         return await self._assemble(row, release)
 
     async def delete(self, name: str) -> None:
         row = await self._require(name)
         await self._repo.mark_deleted(row.id)
-        self._changed()
+        await self._changed()
 
     async def get(self, name: str) -> App | None:
         row = await self._repo.get_by_name(name)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from parley.engine.apps import AppConfig, ApplicationService
 from parley.engine.errors import ErrorKind, TurnRejected
 from parley.engine.events import ReplyMethod, UserEcho
 from parley.engine.faces import Face
-from parley.engine.limits import ConcurrencyLimiter, RateLimiter
+from parley.engine.limits import ConcurrencyLimiter, LimitsUnavailable, RateLimiter
 from parley.engine.moderation import Moderator
 from parley.engine.prompt import render_role
 from parley.engine.images import image_urls
@@ -34,6 +35,16 @@ RELEASE_CACHE_SECONDS = 1.0
 
 def _reply_method(documents: list[tuple[str, str]]) -> int:
     return ReplyMethod.REALTIME_DOCUMENT if documents else ReplyMethod.LLM
+
+
+@contextmanager
+def _refused_when_limits_unavailable() -> Iterator[None]:
+    """A limit that cannot be checked (the shared bus is down) refuses the turn; it never admits."""
+    try:
+        yield
+    except LimitsUnavailable as exc:
+        log.warning("refused a turn: %s", exc)
+        raise TurnRejected(ErrorKind.BUS_UNAVAILABLE, "the server cannot check its limits now; try again shortly") from None
 
 
 @dataclass(slots=True, frozen=True)
@@ -116,8 +127,9 @@ class Engine:
         Every successful call must be matched by close_stream.
         """
         app_row, _, app = await self._released(app_key)
-        if not await self.limiter.acquire(f"streams:{app_row.id}", app.max_streams):
-            raise TurnRejected(ErrorKind.TOO_MANY_CONNECTIONS)
+        with _refused_when_limits_unavailable():
+            if not await self.limiter.acquire(f"streams:{app_row.id}", app.max_streams):
+                raise TurnRejected(ErrorKind.TOO_MANY_CONNECTIONS)
         return app_row.id
 
     async def close_stream(self, app_id: int) -> None:
@@ -155,12 +167,13 @@ class Engine:
                 f"system_role has {len(request.system_role)} characters; {model_name} accepts {model_config.role_len_limit}",
             )
         system_role = render_role(request.system_role or app.system_role, request.custom_variables)
-        if app.rate_limit and not await self.rates.hit(f"app:{app_row.id}", app.rate_limit):
-            raise TurnRejected(ErrorKind.RATE_LIMITED, f"the application takes {app.rate_limit} turns a minute")
-        if app.visitor_rate_limit and not await self.rates.hit(
-            f"visitor:{app_row.id}:{request.visitor_id}", app.visitor_rate_limit
-        ):
-            raise TurnRejected(ErrorKind.RATE_LIMITED, f"a visitor may ask {app.visitor_rate_limit} questions a minute")
+        with _refused_when_limits_unavailable():
+            if app.rate_limit and not await self.rates.hit(f"app:{app_row.id}", app.rate_limit):
+                raise TurnRejected(ErrorKind.RATE_LIMITED, f"the application takes {app.rate_limit} turns a minute")
+            if app.visitor_rate_limit and not await self.rates.hit(
+                f"visitor:{app_row.id}:{request.visitor_id}", app.visitor_rate_limit
+            ):
+                raise TurnRejected(ErrorKind.RATE_LIMITED, f"a visitor may ask {app.visitor_rate_limit} questions a minute")
 
         documents = await self._attached_documents(app_row.id, request)
         knowledge = self.knowledge if self.knowledge is not None and app.knowledge.enabled else None
@@ -177,12 +190,15 @@ class Engine:
         if question_hit is not None:
             moderation = {"word": question_hit.word, "source": question_hit.source, "where": "question"}
             direct = DirectReply(app.refusal_reply, ReplyMethod.SENSITIVE, is_evil=True, extra={"moderation": moderation})
-        elif await self.limiter.acquire(f"turns:{app_row.id}", app.concurrency, app.queue_timeout):
-            limit_key = f"turns:{app_row.id}"
-        elif app.busy_mode == "reply":
-            direct = DirectReply(app.busy_reply, ReplyMethod.CONCURRENCY_EXCEEDED)
         else:
-            raise TurnRejected(ErrorKind.CONCURRENCY_EXCEEDED)
+            with _refused_when_limits_unavailable():
+                admitted = await self.limiter.acquire(f"turns:{app_row.id}", app.concurrency, app.queue_timeout)
+            if admitted:
+                limit_key = f"turns:{app_row.id}"
+            elif app.busy_mode == "reply":
+                direct = DirectReply(app.busy_reply, ReplyMethod.CONCURRENCY_EXCEEDED)
+            else:
+                raise TurnRejected(ErrorKind.CONCURRENCY_EXCEEDED)
 
         try:
             workflow = None

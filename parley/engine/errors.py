@@ -34,6 +34,9 @@ class ErrorKind(str, Enum):
     """An image of the question could not be read (refused, unreachable, too large, not an image)."""
     STORE_BUSY = "store_busy"
     """The database stayed locked by another writer past the busy timeout: try again shortly."""
+    BUS_UNAVAILABLE = "bus_unavailable"
+    """The shared bus (Redis) cannot be reached, so what it checks across instances (limits,
+    one-time tokens) cannot be checked: refused rather than admitted unchecked; try again shortly."""
     INTERNAL = "internal"
 
 

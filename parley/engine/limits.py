@@ -1,7 +1,8 @@
 """Admission limits: slots (turns in progress, open streams) and rates.
 
-These implementations count within this process; bus-backed ones fill the same
-interfaces for several instances.
+The Local* implementations count within this process; the Redis ones (parley.bus.redis_limits)
+fill the same interfaces for several instances. A limit that cannot be checked raises
+LimitsUnavailable: the turn is refused, never admitted unchecked.
 """
 
 from __future__ import annotations
@@ -9,7 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
+
+
+class LimitsUnavailable(Exception):
+    """The shared counters cannot be reached (the bus is down): the caller must refuse, not admit."""
 
 
 class ConcurrencyLimiter(Protocol):
@@ -105,11 +111,12 @@ class LocalConcurrencyLimiter:
 class LocalRateLimiter:
     """A token bucket per key: `per_minute` events, refilled evenly, bursts up to `per_minute`."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last refill)
 
     async def hit(self, key: str, per_minute: int) -> bool:
-        now = time.monotonic()
+        now = self._clock()
         tokens, stamp = self._buckets.get(key, (float(per_minute), now))
         tokens = min(float(per_minute), tokens + (now - stamp) * per_minute / 60.0)
         if tokens < 1.0:

@@ -1,6 +1,7 @@
 """Call-frequency limits (IM's "N calls per second"), as token buckets.
 
-The local limiter serves one instance; a Redis one can implement `RateLimiter` for several.
+The local limiter serves one instance; `parley.bus.redis_limits.RedisRateLimiter` implements
+`RateLimiter` for several (and raises LimitsUnavailable when it cannot count).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Protocol
 
 
 class RateLimiter(Protocol):
-    def allow(self, key: str, per_second: float) -> bool:
+    async def allow(self, key: str, per_second: float) -> bool:
         """Takes one call from `key`'s allowance; False when it is used up."""
 
 
@@ -21,7 +22,7 @@ class LocalRateLimiter:
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    def allow(self, key: str, per_second: float) -> bool:
+    async def allow(self, key: str, per_second: float) -> bool:
         if per_second <= 0:
             return True
         now = self._clock()

@@ -28,6 +28,9 @@ from parley.store.messaging import MessageRow
 log = logging.getLogger(__name__)
 
 STORE_FAILED = "the answer could not be stored; please ask again"
+TURN_KEPT_SECONDS = 3600.0
+"""How long an answer's turn is findable by its msgKey from every instance (for an interrupt);
+an answer still streaming after that cannot be interrupted from another instance."""
 FAIL_ATTEMPTS = 10
 FAIL_RETRY_SECONDS = 1.0
 """How long an answer cut by a store failure tries to end itself as an error message."""
@@ -40,6 +43,10 @@ def session_id_for(sdkappid: int, robot: str, user: str) -> str:
     """One engine session per (application, robot, user); ids fit the engine's 64 characters."""
     digest = hashlib.sha256(f"{sdkappid}/{robot}/{user}".encode()).hexdigest()[:40]
     return f"im-{digest}"
+
+
+def _turn_name(sdkappid: int, msg_key: str) -> str:
+    return f"turn:{sdkappid}:{msg_key}"
 
 
 class _SessionQueue:
@@ -68,7 +75,7 @@ class RobotResponder:
             return
         interrupted = elements.interrupted_key(message.body)
         if interrupted is not None:
-            turn = self._turns.get((sdkappid, interrupted))
+            turn = self._turns.get((sdkappid, interrupted)) or await self._shared_turn(sdkappid, interrupted)
             # The messaging service refuses strangers' interrupts; checked again here so
             # that no path can stop another user's turn.
             if turn is not None and (turn[1] == user or self._messaging.is_admin(sdkappid, user)):
@@ -114,6 +121,9 @@ class RobotResponder:
         answer = await self._messaging.open_stream(sdkappid, robot, user, [], False)
         key = (sdkappid, answer.msg_key)
         self._turns[key] = (info.turn_id, user)
+        state = self._messaging.state
+        if state.shared:  # an interrupt may reach another instance
+            await state.put(_turn_name(sdkappid, answer.msg_key), f"{info.turn_id} {user}", TURN_KEPT_SECONDS)
         try:
             await self._relay(info.turn_id, sdkappid, robot, user, answer.msg_key)
         except MessagingError:
@@ -127,6 +137,18 @@ class RobotResponder:
             await self._fail_when_possible(sdkappid, robot, user, answer.msg_key)
         finally:
             self._turns.pop(key, None)
+            if state.shared:
+                await state.delete(_turn_name(sdkappid, answer.msg_key))
+
+    async def _shared_turn(self, sdkappid: int, msg_key: str) -> tuple[int, str] | None:
+        """The turn answering `msg_key` on another instance, and its user."""
+        if not self._messaging.state.shared:
+            return None
+        kept = await self._messaging.state.get(_turn_name(sdkappid, msg_key))
+        if kept is None:
+            return None
+        turn_id, _, user = kept.partition(" ")
+        return int(turn_id), user
 
     async def _fail_when_possible(self, sdkappid: int, robot: str, user: str, msg_key: str) -> None:
         """Ends a stream as an error message, trying again while the store refuses (bounded)."""

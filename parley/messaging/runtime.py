@@ -9,10 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from parley.config import IMAppSettings, Settings
 from parley.engine.apps import ApplicationService
 from parley.engine.engine import Engine
-from parley.messaging.delivery import LocalDelivery
-from parley.messaging.limits import LocalRateLimiter
+from parley.messaging.delivery import Delivery, LocalDelivery
+from parley.messaging.limits import LocalRateLimiter, RateLimiter
 from parley.messaging.responder import RobotResponder
 from parley.messaging.service import MessagingService
+from parley.messaging.shared import SharedState
 from parley.store.messaging import MessagingRepository
 
 
@@ -21,8 +22,8 @@ class Messaging:
     """The IM domain as the server runs it: the service, its delivery, limits and Parley's robots."""
 
     service: MessagingService
-    delivery: LocalDelivery
-    limiter: LocalRateLimiter
+    delivery: Delivery
+    limiter: RateLimiter
     responder: RobotResponder
     apps: dict[int, IMAppSettings]
 
@@ -30,14 +31,20 @@ class Messaging:
         await self.service.aclose()
 
 
-def open_messaging(settings: Settings, database: AsyncEngine, engine: Engine, apps: ApplicationService) -> Messaging:
+def open_messaging(
+    settings: Settings, database: AsyncEngine, engine: Engine, apps: ApplicationService, *,
+    delivery: Delivery | None = None, limiter: RateLimiter | None = None, state: SharedState | None = None,
+) -> Messaging:
+    """The IM domain; `delivery`, `limiter` and `state` are shared with other instances (through
+    the bus) when given, this process's own otherwise."""
     im_apps = {app.sdkappid: app for app in settings.im.apps}
-    delivery = LocalDelivery()
+    delivery = delivery or LocalDelivery(settings.im.resume_window)
     service = MessagingService(
         MessagingRepository(database),
         delivery,
         {sdkappid: frozenset(app.admins) for sdkappid, app in im_apps.items()},
+        state,
     )
     responder = RobotResponder(service, engine, apps, lambda sdkappid: im_apps[sdkappid].robots if sdkappid in im_apps else {})
     service.add_robot_listener(responder.on_message)
-    return Messaging(service, delivery, LocalRateLimiter(), responder, im_apps)
+    return Messaging(service, delivery, limiter or LocalRateLimiter(), responder, im_apps)

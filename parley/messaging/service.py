@@ -4,6 +4,11 @@ Every new or changed message is stored first, then delivered live to the users w
 it: the receiver always, the sender's other sessions unless `SyncOtherMachine` is 2.
 Messages to a robot are also handed to the robot listeners (Parley's own answering
 robots, and the callbacks to an operator's bot).
+
+With several instances (a shared `SharedState`), a streaming message's state is read from the
+store under a lock every instance honours, so that chunks sent through different instances,
+or an interrupt received by another, are never lost or overwritten; one process alone keeps
+its streams in memory instead.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import logging
 import secrets
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import orjson
@@ -22,6 +28,7 @@ from parley.ids import new_id
 from parley.messaging import elements
 from parley.messaging.delivery import Delivered, Delivery
 from parley.messaging.errors import MessagingError, Problem
+from parley.messaging.shared import LocalState, SharedState
 from parley.store.messaging import DuplicateKey, MessageRow, MessagingRepository
 
 log = logging.getLogger(__name__)
@@ -72,13 +79,16 @@ def valid_user_id(user_id: str) -> bool:
 
 
 class MessagingService:
-    def __init__(self, repository: MessagingRepository, delivery: Delivery, admins: dict[int, frozenset[str]]) -> None:
+    def __init__(
+        self, repository: MessagingRepository, delivery: Delivery, admins: dict[int, frozenset[str]],
+        state: SharedState | None = None,
+    ) -> None:
         self.repository = repository
         self.delivery = delivery
+        self.state: SharedState = state or LocalState()
         self._admins = admins
         self._listeners: list[RobotListener] = []
-        self._streams: dict[tuple[int, str], _Stream] = {}
-        self._send_locks = [asyncio.Lock() for _ in range(64)]
+        self._streams: dict[tuple[int, str], _Stream] = {}  # in one process only (see the module's docstring)
         self._robot_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_seq = 0
@@ -160,14 +170,14 @@ class MessagingService:
             cloud_custom_data=outgoing.cloud_custom_data, sender_sees=outgoing.sync_other_machine != 2,
             online_only=outgoing.online_only, dedup_key=dedup_key, created_at=now_ms, updated_at=now_ms,
         )
-        async with self._send_locks[hash(dedup_key) % len(self._send_locks)]:
+        async with self.state.lock(f"dedup:{sdkappid}:{dedup_key}"):  # one send of a message at a time, across instances too
             try:
                 earlier = await self.repository.insert_unless_duplicate(message, now_ms - DEDUP_WINDOW_MS)
             except DuplicateKey:
                 raise MessagingError(Problem.INTERNAL, "another message has the same MsgSeq, MsgRandom and time") from None
             if earlier is not None:
                 return earlier, False
-        self._deliver("received", message)
+        await self._deliver("received", message)
         if interrupted is not None:
             await self._interrupt(sdkappid, interrupted)
         if elements.is_robot_id(message.to_account):
@@ -179,6 +189,10 @@ class MessagingService:
         message = await self.repository.get_message(sdkappid, msg_key)
         if message is None or message.from_account != from_account or message.to_account != to_account:
             raise MessagingError(Problem.MESSAGE_NOT_FOUND, f"no message {msg_key!r} from {from_account!r} to {to_account!r}")
+        if self.state.shared:
+            async with self.state.lock(f"stream:{sdkappid}:{msg_key}"):
+                message = await self.repository.get_message(sdkappid, msg_key) or message
+                return await self._replace(message, body, message.stream_state)
         stream = self._streams.get((sdkappid, msg_key))
         if stream is not None:
             async with stream.lock:
@@ -208,18 +222,17 @@ class MessagingService:
                 continue
         else:
             raise MessagingError(Problem.INTERNAL, "could not allocate a MsgKey")
-        if not finish:
+        if not finish and not self.state.shared:
             self._forget_idle_streams(now_ms)
             self._streams[(sdkappid, message.msg_key)] = _Stream(message, list(chunks))
-        self._deliver("received", message)
+        await self._deliver("received", message)
         return message
 
     async def append_stream(
         self, sdkappid: int, robot: str, user: str, msg_key: str, chunk: str, finish: bool
     ) -> MessageRow:
         """Adds a chunk to a streaming message (and ends it with `finish`)."""
-        stream = await self._stream(sdkappid, robot, user, msg_key)
-        async with stream.lock:
+        async with self._locked_stream(sdkappid, robot, user, msg_key) as stream:
             if stream.message.stream_state != "streaming":
                 raise MessagingError(Problem.STREAM_ENDED, f"the stream {msg_key!r} has ended")
             if chunk:
@@ -232,8 +245,7 @@ class MessagingService:
         Text that extends what was streamed arrives as one last chunk; text that replaces it
         (an answer withdrawn for its content, say) becomes the only chunk.
         """
-        stream = await self._stream(sdkappid, robot, user, msg_key)
-        async with stream.lock:
+        async with self._locked_stream(sdkappid, robot, user, msg_key) as stream:
             if stream.message.stream_state != "streaming":
                 raise MessagingError(Problem.STREAM_ENDED, f"the stream {msg_key!r} has ended")
             streamed = "".join(stream.chunks)
@@ -246,8 +258,7 @@ class MessagingService:
 
     async def fail_stream(self, sdkappid: int, robot: str, user: str, msg_key: str, info: str) -> MessageRow | None:
         """Turns a streaming message into an error message (`src: 23`); None if it had already ended."""
-        stream = await self._stream(sdkappid, robot, user, msg_key)
-        async with stream.lock:
+        async with self._locked_stream(sdkappid, robot, user, msg_key) as stream:
             if stream.message.stream_state != "streaming":
                 return None
             return await self._update_stream(stream, elements.error_body(info), True)
@@ -280,12 +291,11 @@ class MessagingService:
     async def _interrupt(self, sdkappid: int, target: MessageRow) -> None:
         """An interrupt ends the robot's stream as it stands; later chunks are refused."""
         try:
-            stream = await self._stream(sdkappid, target.from_account, target.to_account, target.msg_key)
+            async with self._locked_stream(sdkappid, target.from_account, target.to_account, target.msg_key) as stream:
+                if stream.message.stream_state == "streaming":
+                    await self._update_stream(stream, elements.stream_body(list(stream.chunks), True), True)
         except MessagingError:
             return  # not a robot's stream (or gone): nothing to end
-        async with stream.lock:
-            if stream.message.stream_state == "streaming":
-                await self._update_stream(stream, elements.stream_body(list(stream.chunks), True), True)
 
     def _forget_idle_streams(self, now_ms: int) -> None:
         """Drops long-idle streams from memory (a bot that never finished them); they reload from the store."""
@@ -294,6 +304,18 @@ class MessagingService:
         for key, stream in list(self._streams.items()):
             if now_ms - stream.message.updated_at > STREAM_IDLE_MS and not stream.lock.locked():
                 del self._streams[key]
+
+    @asynccontextmanager
+    async def _locked_stream(self, sdkappid: int, robot: str, user: str, msg_key: str) -> AsyncIterator[_Stream]:
+        """The stream, its writer's lock held: this process's own, or (shared) every instance's,
+        with the stream read from the store once the lock is held."""
+        if not self.state.shared:
+            stream = await self._stream(sdkappid, robot, user, msg_key)
+            async with stream.lock:
+                yield stream
+            return
+        async with self.state.lock(f"stream:{sdkappid}:{msg_key}"):
+            yield await self._stream(sdkappid, robot, user, msg_key)
 
     async def _stream(self, sdkappid: int, robot: str, user: str, msg_key: str) -> _Stream:
         stream = self._streams.get((sdkappid, msg_key))
@@ -304,7 +326,7 @@ class MessagingService:
             if not message.stream_state:
                 raise MessagingError(Problem.STREAM_MISMATCH, f"message {msg_key!r} is not a streaming message")
             stream = _Stream(message, elements.stream_chunks(message.body))
-            if message.stream_state == "streaming":  # after a restart: pick the stream up again
+            if message.stream_state == "streaming" and not self.state.shared:  # after a restart: pick it up again
                 stream = self._streams.setdefault((sdkappid, msg_key), stream)
         if stream.message.from_account != robot or stream.message.to_account != user:
             raise MessagingError(Problem.STREAM_MISMATCH, f"message {msg_key!r} is not from {robot!r} to {user!r}")
@@ -323,7 +345,7 @@ class MessagingService:
         await self.repository.update_message(message.id, body, stream_state, now_ms)
         updated = MessageRow(**{**{n: getattr(message, n) for n in MessageRow.__slots__},
                                 "body": body, "stream_state": stream_state, "updated_at": now_ms})
-        self._deliver("modified", updated)
+        await self._deliver("modified", updated)
         return updated
 
     # history
@@ -356,11 +378,11 @@ class MessagingService:
 
     # delivery and tasks
 
-    def _deliver(self, kind: str, message: MessageRow) -> None:
+    async def _deliver(self, kind: str, message: MessageRow) -> None:
         delivered = Delivered(kind, message)  # type: ignore[arg-type]
-        self.delivery.publish(message.sdkappid, message.to_account, delivered)
+        await self.delivery.publish(message.sdkappid, message.to_account, delivered)
         if message.sender_sees and message.from_account != message.to_account:
-            self.delivery.publish(message.sdkappid, message.from_account, delivered)
+            await self.delivery.publish(message.sdkappid, message.from_account, delivered)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def guarded() -> None:

@@ -206,21 +206,28 @@ def history(im: IM, operator: str, peer: str, **extra: Any) -> dict[str, Any]:
 class SSESubscriber:
     """A user's client on the SSE subscription, read line by line in a thread."""
 
-    def __init__(self, base: str, user: str, sig: str | None = None) -> None:
+    def __init__(self, base: str, user: str, sig: str | None = None, last_event_id: str | None = None) -> None:
         self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self.ids: list[str] = []  # each event's id, in order
         self._client = httpx.Client(timeout=httpx.Timeout(30, read=None))
         params = {"sdkappid": APP, "identifier": user, "usersig": sig or usersig(user)}
-        self._response = self._client.send(self._client.build_request("GET", f"{base}/im/v1/subscribe", params=params), stream=True)
+        headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+        request = self._client.build_request("GET", f"{base}/im/v1/subscribe", params=params, headers=headers)
+        self._response = self._client.send(request, stream=True)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        event = None
+        event, event_id = None, ""
         try:
             for line in self._response.iter_lines():
-                if line.startswith("event: "):
+                if line.startswith("id: "):
+                    event_id = line[4:]
+                elif line.startswith("event: "):
                     event = line[7:]
                 elif line.startswith("data: "):
+                    self.ids.append(event_id)
                     self.events.put((event or "", json.loads(line[6:])))
+                    event_id = ""
         except httpx.HTTPError:
             pass
 
@@ -422,6 +429,45 @@ def test_a_streamed_message_is_seen_live_over_sse_and_in_history(server, im):
     assert chatbot_data(found[0])["chunks"] == ["hello, ", "wor", "ld"] and chatbot_data(found[0])["isFinished"] == 1
     robot_view = [m for m in history(im, "@RBT#my_bot", "user01")["MsgList"] if m["MsgKey"] == key]
     assert chatbot_data(robot_view[0])["isFinished"] == 1
+
+
+def test_a_subscriber_that_reconnects_with_last_event_id_misses_nothing_and_sees_nothing_twice(server, im):
+    send = lambda n: im.ok("openim/sendmsg", {"From_Account": "grace", "To_Account": "ivan", "MsgRandom": 500 + n,  # noqa: E731
+                                              "MsgBody": text(f"note {n}")})
+    im.ok("im_open_login_svc/account_import", {"UserID": "ivan"})
+    first = SSESubscriber(server.url, "ivan")
+    try:
+        assert first.next()[0] == "Ready" and first.ids[0]  # a place to resume from, even before any message
+        send(1)
+        _, data = first.next("MessageReceived")
+        assert data["Message"]["MsgBody"] == text("note 1")
+        last_id = first.ids[-1]
+    finally:
+        first.close()
+    send(2)
+    key = send(3)["MsgKey"]
+    im.ok("openim/modify_c2c_msg", {"From_Account": "grace", "To_Account": "ivan", "MsgKey": key, "MsgBody": text("note 3, edited")})
+    again = SSESubscriber(server.url, "ivan", last_event_id=last_id)
+    try:
+        event, ready = again.next()
+        assert event == "Ready" and ready["Resumed"] is True
+        missed = [again.next("MessageReceived", "MessageModified") for _ in range(3)]
+        assert [(e, d["Message"]["MsgBody"]) for e, d in missed] == [
+            ("MessageReceived", text("note 2")), ("MessageReceived", text("note 3")), ("MessageModified", text("note 3, edited")),
+        ]
+        send(4)
+        assert again.next("MessageReceived", "MessageModified")[1]["Message"]["MsgBody"] == text("note 4")
+        assert again.ids[0] == last_id and len(set(again.ids)) == len(again.ids)  # Ready keeps the place resumed from
+    finally:
+        again.close()
+    lost = SSESubscriber(server.url, "ivan", last_event_id="not-an-id-of-ours")
+    try:
+        event, ready = lost.next()
+        assert event == "Ready" and ready["Resumed"] is False  # it starts from now and reads history
+        send(5)
+        assert lost.next("MessageReceived")[1]["Message"]["MsgBody"] == text("note 5")
+    finally:
+        lost.close()
 
 
 def test_send_stream_msg_refuses_what_the_seed_refuses(im):

@@ -28,7 +28,7 @@ LEASE = 1.0
 
 
 def shared_config(model: ScriptedModel) -> str:
-    return f"turn_lease = {LEASE}\nanswer_checkpoint_interval = 0.2\n" + default_config(model)
+    return f"bus_lease = {LEASE}\nanswer_checkpoint_interval = 0.2\n" + default_config(model)
 
 
 @dataclass

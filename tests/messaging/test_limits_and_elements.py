@@ -2,6 +2,10 @@
 
 import json
 
+import pytest
+
+from parley.bus.connect import open_redis
+from parley.bus.redis_limits import RedisRateLimiter
 from parley.messaging import elements
 from parley.messaging.limits import LocalRateLimiter
 
@@ -14,18 +18,29 @@ class Clock:
         return self.now
 
 
-def test_a_bucket_allows_one_seconds_worth_then_refills():
+@pytest.fixture(params=["local", "redis"])
+async def limiter_with(request):
+    """A limiter and its clock: in this process, or shared through Redis."""
     clock = Clock()
-    limiter = LocalRateLimiter(clock)
-    assert [limiter.allow("k", 3) for _ in range(4)] == [True, True, True, False]
+    if request.param == "local":
+        yield LocalRateLimiter(clock), clock
+        return
+    client = await open_redis(request.getfixturevalue("bus_url"))
+    yield RedisRateLimiter(client, clock), clock
+    await client.aclose()
+
+
+async def test_a_bucket_allows_one_seconds_worth_then_refills(limiter_with):
+    limiter, clock = limiter_with
+    assert [await limiter.allow("k", 3) for _ in range(4)] == [True, True, True, False]
     clock.now += 0.34  # a third of a second and a bit: one call's allowance
-    assert limiter.allow("k", 3) and not limiter.allow("k", 3)
-    assert limiter.allow("other", 3)  # keys are independent
+    assert await limiter.allow("k", 3) and not await limiter.allow("k", 3)
+    assert await limiter.allow("other", 3)  # keys are independent
 
 
-def test_no_limit_means_no_limit():
-    limiter = LocalRateLimiter(Clock())
-    assert all(limiter.allow("k", 0) for _ in range(1000))
+async def test_no_limit_means_no_limit(limiter_with):
+    limiter, _ = limiter_with
+    assert all([await limiter.allow("k", 0) for _ in range(1000)])
 
 
 def test_stream_bodies_are_the_chatbot_custom_element():

@@ -76,7 +76,7 @@ def authenticate(request: Request, headers: dict[str, str], body: bytes, service
     return auth
 
 
-def bind_signature(
+async def bind_signature(
     request: Request, auth: tc3.Authorization, action: str, version: str, body: bytes, services: Services
 ) -> None:
     """Refuses a call that changes something on a signature already used for another call
@@ -94,7 +94,7 @@ def bind_signature(
     origin = f"{request.client.host}:{request.client.port}" if request.client and request.client.port else None
     unsigned = request.headers.get("x-tc-content-sha256") == tc3.UNSIGNED_PAYLOAD
     exclusive = unsigned or changes_state(action)
-    if not services.signatures.claim(auth.signature, call, keep_for, exclusive=exclusive, origin=origin):
+    if not await services.signatures.claim(auth.signature, call, keep_for, exclusive=exclusive, origin=origin):
         raise CloudApiError(
             "AuthFailure.SignatureFailure",
             f"This signature was already used for another call; {action} needs a signature of its own "
@@ -117,7 +117,7 @@ async def cloud_api(request: Request) -> Response:
             raise CloudApiError("MissingParameter", "The request is missing the X-TC-Version header.")
         handler = CLOUD_SERVICES.resolve(action, version, auth.service if auth else None)
         if auth is not None:
-            bind_signature(request, auth, action, version, body, services)
+            await bind_signature(request, auth, action, version, body, services)
         result = await handler(Params(_parse(body), origin=str(request.base_url).rstrip("/")), services)
     except CloudApiError as exc:
         return error_response(exc.code, exc.message, request_id)

@@ -181,7 +181,12 @@ class AdpSocketServer:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             token = (parse_qs(environ.get("QUERY_STRING", "")).get("token") or [""])[0]
-        claims = await self._services().tokens.redeem(token) if token else None
+        try:
+            claims = await self._services().tokens.redeem(token) if token else None
+        except Exception as exc:  # the shared bus is down: the token cannot be checked now
+            log.warning("a Socket.IO token could not be redeemed: %r", exc)
+            code, message = code_and_message(ErrorKind.BUS_UNAVAILABLE, "the token cannot be checked now; try again shortly")
+            raise SocketConnectionRefused(message, {"code": code, "message": message}) from None
         if claims is None:
             message = MESSAGES.get(TOKEN_INVALID, "Token Verification Failure")
             raise SocketConnectionRefused(message, {"code": TOKEN_INVALID, "message": message})

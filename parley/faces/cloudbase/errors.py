@@ -62,6 +62,7 @@ TURN_CODES = {
     ErrorKind.MODEL_FAILED: LLM_ERROR,
     ErrorKind.IMAGE_FAILED: INVALID_PARAM,
     ErrorKind.STORE_BUSY: SERVER_ERROR,
+    ErrorKind.BUS_UNAVAILABLE: SERVER_ERROR,
     ErrorKind.INTERNAL: SERVER_ERROR,
 }
 
@@ -73,6 +74,7 @@ TURN_MESSAGES = {
     ErrorKind.MODEL_FAILED: "the model call failed",
     ErrorKind.IMAGE_FAILED: "an image of the message could not be read",
     ErrorKind.STORE_BUSY: "the server's database is busy; try again shortly",
+    ErrorKind.BUS_UNAVAILABLE: "the server cannot check its limits now; try again shortly",
     ErrorKind.INTERNAL: "internal error",
 }
 
@@ -106,6 +108,16 @@ def turn_message(kind: ErrorKind | str, detail: str) -> str:
 def error_response(code: str, message: str, request_id: str) -> Response:
     body = orjson.dumps({"code": code, "message": message, "requestId": request_id})
     return Response(body, status_code=STATUS.get(code, 400), media_type="application/json")
+
+
+def turn_refusal(kind: ErrorKind, detail: str, request_id: str) -> Response:
+    """The engine's refusal of a turn; one it may accept shortly (its limits cannot be checked
+    now) is AGENT_SERVER_ERR with 503 and Retry-After, as a busy database is."""
+    response = error_response(turn_code(kind), turn_message(kind, detail), request_id)
+    if kind is ErrorKind.BUS_UNAVAILABLE:
+        response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def fault_response(fault: Fault, request_id: str) -> Response:

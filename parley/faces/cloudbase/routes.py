@@ -51,8 +51,7 @@ from parley.faces.cloudbase.errors import (
     FaceError,
     error_response,
     fault_response,
-    turn_code,
-    turn_message,
+    turn_refusal,
 )
 from parley.faces.cloudbase.render import DONE, ChunkRenderer
 from parley.faces.cloudbase.stream import event_stream
@@ -195,7 +194,7 @@ async def send_message(call: Call) -> Response:
         else:
             info = await engine.start_turn(turn)
     except TurnRejected as exc:
-        return error_response(turn_code(exc.kind), turn_message(exc.kind, exc.detail), call.request_id)
+        return turn_refusal(exc.kind, exc.detail, call.request_id)
     if resume_at is None:
         await call.channel.message_accepted(conversation, message)
     settings = call.services.settings.cloudbase

@@ -79,9 +79,12 @@ def _paths() -> PathItems:
     }
     paths["/im/v1/subscribe"] = {"get": operation(
         "A user's live messages (server-sent events, until the client leaves)",
-        {200: answer("`event: Ready|MessageReceived|MessageModified` frames, or the IM envelope when refused",
-                     "text/event-stream", string())},
-        tags=["im"], parameters=SIGNED_QUERY[:3], security=["imUserSig"])}
+        {200: answer("`event: Ready|MessageReceived|MessageModified` frames, each with an `id:`, or the IM "
+                     "envelope when refused", "text/event-stream", string())},
+        tags=["im"], parameters=[*SIGNED_QUERY[:3], parameter(
+            "Last-Event-ID", "header", {"type": "string", "maxLength": 100},
+            description="The `id:` of the last event received: what was delivered since comes first (docs/im.md).")],
+        security=["imUserSig"])}
     paths["/im/v1/sendmsg"] = {"post": operation(
         "sendmsg as the authenticated user", {200: ENVELOPE}, tags=["im"], parameters=SIGNED_QUERY[:3],
         body=json_body(BODIES["openim/sendmsg"]), security=["imUserSig"])}

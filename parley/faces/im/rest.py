@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Scope
 
+from parley.engine.limits import LimitsUnavailable
 from parley.faces.faults import fault_of
 from parley.faces.bodies import BodyLimit
 from parley.faces.im import errors
@@ -40,11 +41,14 @@ async def rest_call(request: Request) -> Response:
         if identifier not in app.admins:
             raise IMError(spec.family.needs_admin, "this request needs the App admin identifier")
         limiter = context.messaging.limiter
-        if not limiter.allow(f"{app.sdkappid}", context.settings.app_rate_limit):
-            raise IMError(errors.APP_RATE_EXCEEDED, "SDKAppID request frequency over limit")
         per_second = app.rate_limits.get(name, context.settings.rate_limits.get(name, spec.per_second))
-        if not limiter.allow(f"{app.sdkappid}/{name}", per_second):
-            raise IMError(errors.CALL_RATE_EXCEEDED, f"REST API call frequency over limit ({per_second:g}/s)")
+        try:
+            if not await limiter.allow(f"{app.sdkappid}", context.settings.app_rate_limit):
+                raise IMError(errors.APP_RATE_EXCEEDED, "SDKAppID request frequency over limit")
+            if not await limiter.allow(f"{app.sdkappid}/{name}", per_second):
+                raise IMError(errors.CALL_RATE_EXCEEDED, f"REST API call frequency over limit ({per_second:g}/s)")
+        except LimitsUnavailable:  # refused, not let through unchecked
+            raise IMError(errors.APP_RATE_EXCEEDED, "the server cannot check its call limits now; try again shortly") from None
         raw = await request.body()
         if len(raw) > MAX_REQUEST_BYTES:
             raise IMError(spec.family.invalid, "the request body is too large")

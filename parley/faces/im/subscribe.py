@@ -6,7 +6,10 @@ message (`MessageReceived`) and each modification (`MessageModified`, e.g. every
 a robot's streaming message) as the message now stands, in admin_getroammsg's shape.
 
 - `GET /im/v1/subscribe`: server-sent events `event: Ready|MessageReceived|MessageModified`,
-  `data:` JSON; a keep-alive comment after each silence.
+  `data:` JSON; a keep-alive comment after each silence. Every event carries an `id:`; a client
+  that reconnects with `Last-Event-ID` (to any instance) gets what it missed, nothing twice,
+  and a Ready with `"Resumed": true` (false: too much time passed, or an id never given;
+  it starts from now and should read the roaming history).
 - `GET /im/v1/ws` (WebSocket): JSON frames `{"Event": ..., "Message": {...}}`; the client may
   send `{"Action": "sendmsg", "ReqId": ..., <sendmsg fields>}` and gets
   `{"Event": "Response", "ReqId": ..., <envelope>}` back; `{"Action": "ping"}` gets a pong.
@@ -58,8 +61,9 @@ def delivery_json(delivered: Delivered) -> dict[str, Any]:
     return {"Event": EVENT_NAMES[delivered.kind], "Message": message_json(delivered.message)}
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+def _sse(event: str, data: dict[str, Any], event_id: str = "") -> bytes:
+    head = b"id: " + event_id.encode() + b"\n" if event_id else b""
+    return head + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 async def subscribe_sse(request: Request) -> Response:
@@ -70,9 +74,17 @@ async def subscribe_sse(request: Request) -> Response:
     except Exception as exc:
         return fault_failure(fault_of(exc, "IM subscription"), errors.LOGIN)
 
+    # A Last-Event-ID is the id of a delivery; an unreadable one cannot be continued, which the
+    # Ready event says (with Resumed false) rather than refusing a reconnecting client.
+    after = request.headers.get("last-event-id", "").strip()[:100] or None
+
     async def stream() -> AsyncIterator[bytes]:
-        with context.messaging.delivery.subscribe(sdkappid, user) as subscription:
-            yield _sse("Ready", envelope(Identifier=user))
+        async with context.messaging.delivery.subscribe(sdkappid, user, after) as subscription:
+            ready = envelope(Identifier=user)
+            if after is not None:
+                ready["Resumed"] = subscription.resumed
+            # Resumed, the client's place is still its last id (what it missed follows).
+            yield _sse("Ready", ready, after if after is not None and subscription.resumed else subscription.position)
             while True:
                 try:
                     delivered = await subscription.next(context.settings.subscription_keepalive)
@@ -83,7 +95,7 @@ async def subscribe_sse(request: Request) -> Response:
                     yield b": keep-alive\n\n"
                     continue
                 data = delivery_json(delivered)
-                yield _sse(data["Event"], data)
+                yield _sse(data["Event"], data, delivered.id)
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
@@ -124,7 +136,7 @@ async def subscribe_ws(websocket: WebSocket) -> None:
         async with sending:
             await websocket.send_text(orjson.dumps(data).decode())
 
-    with context.messaging.delivery.subscribe(sdkappid, user) as subscription:
+    async with context.messaging.delivery.subscribe(sdkappid, user) as subscription:
         await send({"Event": "Ready", **envelope(Identifier=user)})
         reader = asyncio.create_task(_read_frames(websocket, send, context, sdkappid, user))
         try:
