@@ -420,6 +420,11 @@ class TurnRunner:
         direct = await self._consult_knowledge()
         if direct is not None and (self.plan.search is None or direct.reply_method != ReplyMethod.UNKNOWN_QUESTION):
             return direct
+        # ADP places a marker at each quote_infos position for knowledge passages, but shows an
+        # online source's [n] in the text itself (the seed's reference type 4: "the [3][4] in the
+        # content field ... represent the index of the online retrieved source"): only the
+        # knowledge passages' marks, numbered first, are taken out of the text.
+        knowledge_sources = len(self._references)
         if self.plan.search is not None:
             await self._search_web()
             if self._search.results:
@@ -429,7 +434,8 @@ class TurnRunner:
                 return direct
         if self._references:
             self._emit(References(self._references))
-            self._marks = CitationMarks(len(self._references))
+        if knowledge_sources:
+            self._marks = CitationMarks(knowledge_sources)
         return None
 
     async def _search_web(self) -> None:
