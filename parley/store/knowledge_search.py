@@ -226,12 +226,13 @@ class PostgresVectorSearch:
             distance = sa.cast(x.embedding, typed).op("<=>", return_type=sa.Float)(
                 sa.cast(sa.literal(literal, sa.Text), typed)
             )
+        labelled = distance.label("distance")
         query_rows = (
-            segment_query(distance.label("distance"))
+            segment_query(labelled)
             .join(search_index, x.seq == kb_segments.c.seq)
             .where((x.app_id == app_id) & (x.dims == self.dimensions))
             .where(scope_clause(scope, kb_documents.c.id, kb_documents.c.attr_range))
-            .order_by(distance)
+            .order_by(labelled)  # by the name: the vector is sent and parsed once
             .limit(k)
         )
         async with self._engine.begin() as conn:
