@@ -191,16 +191,22 @@ class PostgresVectorSearch:
         if self._prepared:
             return
         async with self._engine.begin() as conn:
-            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x5041524C4559)))  # "PARLEY"
-            await conn.execute(
-                sa.text(
-                    f"CREATE INDEX IF NOT EXISTS {self.index_name} ON kb_segments_search "
-                    f"USING hnsw ((embedding::halfvec({self.dimensions})) halfvec_cosine_ops) "
-                    f"WITH (m = {int(self.m)}, ef_construction = {int(self.ef_construction)}) "
-                    f"WHERE dims = {int(self.dimensions)}"
-                )
-            )
+            # Looked up first: CREATE INDEX IF NOT EXISTS would lock out writers for a moment even
+            # when the index is there (every process's first question).
+            if await conn.scalar(sa.select(sa.func.to_regclass(self.index_name))) is None:
+                await self._create(conn)
         self._prepared = True
+
+    async def _create(self, conn: Any) -> None:
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(0x5041524C4559)))  # "PARLEY": one builder
+        await conn.execute(
+            sa.text(
+                f"CREATE INDEX IF NOT EXISTS {self.index_name} ON kb_segments_search "
+                f"USING hnsw ((embedding::halfvec({self.dimensions})) halfvec_cosine_ops) "
+                f"WITH (m = {int(self.m)}, ef_construction = {int(self.ef_construction)}) "
+                f"WHERE dims = {int(self.dimensions)}"
+            )
+        )
 
     async def forget(self, app_id: int, seqs: Sequence[int]) -> None:
         """Nothing to do: deleting segments deletes their index rows (the foreign key cascades)."""

@@ -4,6 +4,7 @@ PostgreSQL segments of another embedder's dimension and very common words are le
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +109,23 @@ async def test_very_common_words_are_left_out_of_the_keyword_query(indexed, data
     assert postings["meets"] == pytest.approx(7) and postings["team"] == pytest.approx(7)
     assert rarest_terms(["team", "canteen", "meets"], postings, limit=5) == ["canteen"]
     assert rarest_terms(["team", "canteen"], postings, limit=20) == ["canteen", "team"]
+
+
+async def test_processes_starting_together_build_the_index_once(database_url):
+    """Each process makes sure its embedder's HNSW index exists on first use (PostgreSQL)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's vector index is each process's own")
+    from parley.store.knowledge_search import PostgresVectorSearch
+
+    database = Database(database_url)
+    try:
+        await database.migrate()
+        first, second = PostgresVectorSearch(database.engine, 16), PostgresVectorSearch(database.engine, 16)
+        await asyncio.gather(first.prepare(), second.prepare())
+        async with database.engine.connect() as conn:
+            names = (await conn.exec_driver_sql(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'kb_segments_search' AND indexname LIKE '%hnsw%'"
+            )).scalars().all()
+        assert names == ["kb_segments_search_hnsw_16"]
+    finally:
+        await database.close()
