@@ -115,6 +115,11 @@ class PostgresKeywordSearch:
     PostgreSQL's ANALYZE keeps for the column (its planner's own figures: the most common
     lexemes and the share of rows holding each), so no extra table is written with segments."""
 
+    max_postings = 2_000
+    """Fewer rows than FTS5 ranks (MAX_POSTINGS): `ts_rank` reads and scores each matching row's
+    tsvector, several times FTS5's cost per row (docs/benchmarks.md); the rare terms that decide
+    the ranking fit well within it, the common ones are what it leaves out."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._postings: dict[str, float] = {}
@@ -141,7 +146,7 @@ class PostgresKeywordSearch:
         """(seq, score) best first."""
         if not terms:
             return []
-        kept = rarest_terms(terms, await self._term_postings())
+        kept = rarest_terms(terms, await self._term_postings(), self.max_postings)
         if not kept:
             return []
         query_terms = [sa.func.plainto_tsquery(SIMPLE, sa.literal(t, sa.Text)) for t in kept]
