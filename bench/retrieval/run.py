@@ -245,7 +245,7 @@ START, END = "<!-- retrieval:start -->", "<!-- retrieval:end -->"
 def _stamped(results: list[dict], run_at: str) -> str:
     """A note naming the rows that come from an earlier run than the one the section is about."""
     earlier = [f"{r['segments']:,} ({r.get('run_at', 'an earlier run')})" for r in results if r.get("run_at") != run_at]
-    return f"Rows from an earlier run of the same command: {', '.join(earlier)}." if earlier else ""
+    return f"Rows from earlier runs (under other load): {', '.join(earlier)}." if earlier else ""
 
 
 def section(saved: dict, command: str) -> str:
