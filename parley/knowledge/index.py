@@ -1,11 +1,14 @@
-"""The two indexes behind hybrid search, each behind a small Protocol.
+"""The two indexes behind hybrid search, each behind a small Protocol, chosen by database.
 
-- `VectorIndex`: approximate nearest neighbours over unit vectors, keyed by segment seq.
-  The built-in one is usearch's HNSW (wheels for every platform, half-precision storage,
-  save and memory-mapped load); `ExactIndex` is brute force with numpy, for small sets
-  (Q&A questions, narrow label scopes) and as the benchmark's ground truth.
-- `KeywordIndex`: BM25 over jieba-tokenised text. The built-in one is SQLite FTS5
-  (store/knowledge.py); the text is tokenised here, in Python, and stored pre-tokenised.
+- `SegmentVectors`: an application's segments nearest to a question's vector, visible and in
+  scope. On SQLite each process keeps a `VectorIndex` per application (parley.knowledge.vectors):
+  usearch's HNSW (wheels for every platform, half-precision storage, save and memory-mapped
+  load); `ExactIndex` is brute force with numpy, for small sets (Q&A questions, narrow label
+  scopes) and as the benchmark's ground truth. On PostgreSQL the database holds the index
+  (pgvector HNSW, parley.store.knowledge_search), shared by every process.
+- `KeywordIndex`: ranked matches of jieba-tokenised text: SQLite FTS5 (BM25), or PostgreSQL
+  full-text search over the same tokens. The text is tokenised here, in Python, and stored
+  pre-tokenised.
 
 Vector index calls are CPU work: run them in a worker thread.
 """
@@ -22,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from parley.knowledge.labels import Scope
+from parley.store.knowledge import SegmentRow
 
 # --- keywords -------------------------------------------------------------------------------
 
@@ -74,6 +78,25 @@ class KeywordIndex(Protocol):
 
 
 # --- vectors --------------------------------------------------------------------------------
+
+
+class SegmentVectors(Protocol):
+    async def nearest(
+        self, app_id: int, query: np.ndarray, k: int, scope: Scope, exact: bool = False
+    ) -> list[tuple[SegmentRow, float]]:
+        """(segment, cosine similarity) of the `k` nearest visible segments in scope, best first;
+        `exact` compares with every segment in scope rather than walking an approximate index."""
+        ...
+
+    async def forget(self, app_id: int, seqs: Sequence[int]) -> None:
+        """Segments this process deleted or replaced."""
+        ...
+
+    async def warm(self, app_id: int) -> None:
+        """Gets the index ready for the application's next question."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class VectorIndex(Protocol):

@@ -42,16 +42,17 @@ from parley.knowledge.attributes import (
     resolve_refs,
     synonyms,
 )
-from parley.knowledge.index import USearchIndex
+from parley.knowledge.index import KeywordIndex, SegmentVectors, USearchIndex
 from parley.knowledge.ingest import Ingestor, IngestError, Progress, Registered
 from parley.knowledge.labels import EVERYTHING, Scope, ScopeError, parse_labels, parse_scope
 from parley.knowledge.qa import PairInput, QAMatch, QAMatcher, SimilarEdit, check_pair, table_pairs
 from parley.knowledge.search import HybridSearcher
 from parley.knowledge.settings import KnowledgeSettings
-from parley.knowledge.vectors import AppVectorIndexes
+from parley.knowledge.vectors import AppVectorIndexes, ProcessVectorIndex
 from parley.models.embedders import Embedder, build_embedder
 from parley.store.knowledge import DocumentRow, KnowledgeRepository, QARow, SegmentRow
 from parley.store.knowledge_labels import AttributeRepository
+from parley.store.knowledge_search import Fts5KeywordSearch, PostgresKeywordSearch, PostgresVectorSearch
 from parley.text import estimate_tokens
 
 QA_TYPE, SEGMENT_TYPE = 1, 2
@@ -215,6 +216,27 @@ class KnowledgeError(ValueError):
     """A knowledge-base request the operator has to correct (bad file, bad pair, unknown id)."""
 
 
+def segment_indexes(
+    engine: AsyncEngine, repository: KnowledgeRepository, settings: KnowledgeServerSettings, embedder: Embedder,
+    root: Path,
+) -> tuple[SegmentVectors, KeywordIndex]:
+    """The database's indexes for hybrid search: on PostgreSQL pgvector and full-text search in
+    the database, shared by every process; on SQLite a usearch index per process (saved under
+    `root`) and FTS5."""
+    if engine.dialect.name == "postgresql":
+        vectors = PostgresVectorSearch(engine, embedder.dimensions, ef_search=settings.expansion_search)
+        return vectors, PostgresKeywordSearch(engine)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", embedder.name)
+    indexes = AppVectorIndexes(
+        repository,
+        embedder.dimensions,
+        (settings.index_dir or root / "index") / slug,
+        factory=lambda dims: USearchIndex(dims, expansion_search=settings.expansion_search),
+        loader=lambda dims, path: USearchIndex(dims, expansion_search=settings.expansion_search, path=path),
+    )
+    return ProcessVectorIndex(repository, indexes), Fts5KeywordSearch(engine)
+
+
 class KnowledgeService:
     def __init__(
         self,
@@ -231,15 +253,8 @@ class KnowledgeService:
             self._load_synonyms, ttl=1.0
         )
         root = data_dir / "knowledge"
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.embedder.name)
-        self.vectors = AppVectorIndexes(
-            self.repository,
-            self.embedder.dimensions,
-            (settings.index_dir or root / "index") / slug,
-            factory=lambda dims: USearchIndex(dims, expansion_search=settings.expansion_search),
-            loader=lambda dims, path: USearchIndex(dims, expansion_search=settings.expansion_search, path=path),
-        )
-        self.searcher = HybridSearcher(self.repository, self.vectors)
+        self.vectors, keywords = segment_indexes(engine, self.repository, settings, self.embedder, root)
+        self.searcher = HybridSearcher(self.repository, self.vectors, keywords)
         self.qa = QAMatcher(self.repository, self.embedder)
         self.ingestor = Ingestor(
             self.repository, self.embedder, root / "files", on_commit=self._committed, max_chars=settings.segment_chars
@@ -260,7 +275,7 @@ class KnowledgeService:
         await self.ingestor.aclose()
         for task in list(self._warming):
             task.cancel()
-        await self.vectors.save()
+        await self.vectors.aclose()
 
     async def has_knowledge(self, app_id: int) -> bool:
         """Whether the application has any Q&A pair or learned segment. Turns of applications
@@ -280,7 +295,7 @@ class KnowledgeService:
     async def _committed(self, app_id: int, replaced: list[int]) -> None:
         self._changed(app_id)
         await self.vectors.forget(app_id, replaced)
-        task = asyncio.create_task(self.vectors.get(app_id))  # keep the index warm for the next question
+        task = asyncio.create_task(self.vectors.warm(app_id))  # keep the index warm for the next question
         self._warming.add(task)
         task.add_done_callback(self._warming.discard)
 

@@ -1,4 +1,7 @@
-"""Each application's vector index, kept in step with the database.
+"""Each application's vector index in this process, kept in step with the database (SQLite).
+
+On PostgreSQL the database holds the vector index itself (parley.store.knowledge_search); on
+SQLite `ProcessVectorIndex` answers hybrid search's vector half from the indexes below.
 
 The database is the truth; the index is derived from it. Committed segments get an
 ever-growing `seq`, so an index only has to add what has a larger seq than the last it
@@ -16,19 +19,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from parley.knowledge.index import USearchIndex, VectorIndex, unpack_many
-from parley.store.knowledge import KnowledgeRepository
+from parley.knowledge.index import USearchIndex, VectorIndex, exact_search, unpack_many
+from parley.knowledge.labels import Scope
+from parley.store.knowledge import KnowledgeRepository, SegmentRow
 
 log = logging.getLogger(__name__)
 
 _FILE = re.compile(r"^vectors-(\d+)\.usearch$")
 SYNC_BATCH = 20_000
+MAX_CANDIDATES = 4096
 
 
 @dataclass
@@ -138,3 +143,48 @@ class AppVectorIndexes:
             if _FILE.match(path.name) and path != target:
                 path.unlink(missing_ok=True)
         state.saved_seq, state.removed = state.seq, False
+
+
+class ProcessVectorIndex:
+    """`SegmentVectors` from this process's usearch indexes: candidates are checked against the
+    database (visible, in scope) and the search widened until enough pass; an exact search
+    compares with every vector the scope admits."""
+
+    def __init__(self, repository: KnowledgeRepository, indexes: AppVectorIndexes) -> None:
+        self._repo = repository
+        self.indexes = indexes
+
+    async def nearest(
+        self, app_id: int, query: np.ndarray, k: int, scope: Scope, exact: bool = False
+    ) -> list[tuple[SegmentRow, float]]:
+        if exact:
+            stored = await self._repo.scope_vectors(app_id, scope)
+            dims = len(query)
+
+            def search_all() -> tuple[np.ndarray, np.ndarray]:
+                keys = np.asarray([seq for seq, blob in stored if len(blob) == dims * 2], np.int64)
+                vectors = unpack_many([blob for _, blob in stored if len(blob) == dims * 2], dims)
+                return exact_search(keys, vectors, query, k)
+
+            keys, sims = await asyncio.to_thread(search_all)
+            rows = {r.seq: r for r in await self._repo.segments_in_scope(app_id, keys.tolist(), scope)}
+            return [(rows[int(key)], float(sim)) for key, sim in zip(keys, sims) if int(key) in rows]
+
+        index = await self.indexes.get(app_id)
+        wanted = k
+        while True:
+            keys, sims = await asyncio.to_thread(index.search, query, wanted)
+            rows = {r.seq: r for r in await self._repo.segments_in_scope(app_id, keys.tolist(), scope)}
+            if len(rows) >= k or wanted >= len(index) or wanted >= MAX_CANDIDATES:
+                break
+            wanted *= 4
+        return [(rows[int(key)], float(sim)) for key, sim in zip(keys, sims) if int(key) in rows][:k]
+
+    async def forget(self, app_id: int, seqs: Sequence[int]) -> None:
+        await self.indexes.forget(app_id, list(seqs))
+
+    async def warm(self, app_id: int) -> None:
+        await self.indexes.get(app_id)
+
+    async def aclose(self) -> None:
+        await self.indexes.save()

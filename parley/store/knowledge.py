@@ -17,8 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from parley.ids import new_id
 from parley.store.knowledge_scope import ATTR_ALL, ATTR_LABELS, Scope
 from parley.store.knowledge_tables import (
-    FTS_TABLE,
-    FTS_VOCAB_TABLE,
     kb_documents,
     kb_labels,
     kb_qa,
@@ -28,8 +26,6 @@ from parley.store.knowledge_tables import (
 )
 
 LEARNING, SUCCESS, FAILED = "learning", "success", "failed"
-MAX_POSTINGS = 20_000
-"""A keyword query ranks at most about this many rows: the rarest terms are kept up to it."""
 
 
 def _now_ms() -> int:
@@ -115,6 +111,15 @@ def scope_clause(scope: Scope, item_id: Any, attr_range: Any) -> Any:
     ]
     matched = sa.and_(*tests) if scope.condition == "and" else sa.or_(*tests)
     return sa.or_(attr_range == ATTR_ALL, matched)
+
+
+def segment_query(*extra: Any) -> Any:
+    """SELECT of `SegmentRow`s (and any `extra` columns) from committed segments and their documents."""
+    s, d = kb_segments.c, kb_documents.c
+    return sa.select(
+        s.seq, s.id, s.app_id, s.doc_id, s.ordinal, s.text, s.page, s.sheet, s.headings, s.start, s.end, s.vector,
+        d.name.label("doc_name"), d.url.label("doc_url"), d.title.label("doc_title"), *extra,
+    ).select_from(kb_segments.join(kb_documents, kb_documents.c.id == kb_segments.c.doc_id))
 
 
 class KnowledgeRepository:
@@ -268,7 +273,7 @@ class KnowledgeRepository:
             for s in segments
         ]
         async with self._engine.begin() as conn:
-            await conn.execute(kb_staged_segments.insert().prefix_with("OR IGNORE", dialect="sqlite"), rows)
+            await conn.execute(_insert_ignoring_duplicates(self._engine.dialect.name, kb_staged_segments), rows)
 
     async def commit_document(self, doc_id: int, generation: int, total: int, title: str) -> list[int] | None:
         """Makes the staged version visible in one transaction; returns the seqs it replaced.
@@ -345,18 +350,11 @@ class KnowledgeRepository:
             )
             return [(r[0], r[1]) for r in rows]
 
-    def _segment_query(self) -> Any:
-        s, d = kb_segments.c, kb_documents.c
-        return sa.select(
-            s.seq, s.id, s.app_id, s.doc_id, s.ordinal, s.text, s.page, s.sheet, s.headings, s.start, s.end, s.vector,
-            d.name.label("doc_name"), d.url.label("doc_url"), d.title.label("doc_title"),
-        ).select_from(kb_segments.join(kb_documents, kb_documents.c.id == kb_segments.c.doc_id))
-
     async def segments_in_scope(self, app_id: int, seqs: Sequence[int], scope: Scope) -> list[SegmentRow]:
         """The given segments that are still visible and in scope (any order)."""
         if not seqs:
             return []
-        query = self._segment_query().where(
+        query = segment_query().where(
             kb_segments.c.seq.in_([int(s) for s in seqs])
             & (kb_segments.c.app_id == app_id)
             & scope_clause(scope, kb_documents.c.id, kb_documents.c.attr_range)
@@ -367,7 +365,7 @@ class KnowledgeRepository:
     async def segments_by_id(self, app_id: int, ids: Sequence[int]) -> list[SegmentRow]:
         if not ids:
             return []
-        query = self._segment_query().where(kb_segments.c.id.in_(list(ids)) & (kb_segments.c.app_id == app_id))
+        query = segment_query().where(kb_segments.c.id.in_(list(ids)) & (kb_segments.c.app_id == app_id))
         async with self._engine.connect() as conn:
             return [SegmentRow(**r._mapping) for r in await conn.execute(query)]
 
@@ -388,40 +386,6 @@ class KnowledgeRepository:
         )
         async with self._engine.connect() as conn:
             return [(r[0], r[1]) for r in await conn.execute(query)]
-
-    async def keyword_search(self, app_id: int, terms: Sequence[str], k: int, scope: Scope) -> list[tuple[int, float]]:
-        """BM25 over the FTS5 index: (seq, score) best first, visible and in scope only."""
-        if not terms or self._engine.dialect.name != "sqlite":
-            return []
-        vocab = sa.table(FTS_VOCAB_TABLE, sa.column("term"), sa.column("doc"))
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(sa.select(vocab.c.term, vocab.c.doc).where(vocab.c.term.in_(list(terms))))
-            frequency = {term: doc for term, doc in rows}
-        kept, postings = [], 0
-        for term in sorted(terms, key=lambda t: frequency.get(t, 0)):
-            postings += frequency.get(term, 0)
-            if postings > MAX_POSTINGS:
-                break
-            kept.append(term)
-        if not kept:
-            return []
-        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in kept)
-        fts = sa.table(FTS_TABLE, sa.column("rowid"), sa.column("rank"))
-        query = (
-            sa.select(kb_segments.c.seq, fts.c.rank)
-            .select_from(
-                fts.join(kb_segments, kb_segments.c.seq == fts.c.rowid).join(
-                    kb_documents, kb_documents.c.id == kb_segments.c.doc_id
-                )
-            )
-            .where(sa.text(f"{FTS_TABLE} MATCH :match").bindparams(match=match))
-            .where(kb_segments.c.app_id == app_id)
-            .where(scope_clause(scope, kb_documents.c.id, kb_documents.c.attr_range))
-            .order_by(fts.c.rank)
-            .limit(k)
-        )
-        async with self._engine.connect() as conn:
-            return [(r[0], -float(r[1])) for r in await conn.execute(query)]
 
     # --- Q&A pairs -------------------------------------------------------------------------
 
@@ -559,3 +523,17 @@ async def _insert_questions(conn: Any, app_id: int, qa_id: int, questions: Seque
             for i, (text, blob) in enumerate(questions)
         ],
     )
+
+
+def _insert_ignoring_duplicates(dialect: str, table: sa.Table) -> Any:
+    """INSERT that skips rows whose unique key is there already (a batch staged again after an
+    interruption), in the dialect's words."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return table.insert()

@@ -4,8 +4,10 @@ Segments being learned wait in `kb_staged_segments`; a document's new version be
 visible in one transaction that moves them into `kb_segments` (and out of the old ones),
 so retrieval never sees a half-indexed document. `kb_segments.seq` grows with every
 commit and is never reused: it is the key of the vector index, which catches up on
-whatever has a larger seq than it has seen. The keyword index is an FTS5 table over
-`kb_segments.tokens` (jieba-tokenised text), kept in step by triggers; see migration 0002.
+whatever has a larger seq than it has seen. On SQLite the keyword index is an FTS5 table over
+`kb_segments.tokens` (jieba-tokenised text), kept in step by triggers (migration 0002); on
+PostgreSQL `kb_segments_search` holds each segment's halfvec and tsvector for pgvector and
+full-text search, kept in step the same way (migration 0009, parley.store.knowledge_search).
 """
 
 from __future__ import annotations

@@ -18,9 +18,13 @@ from tests.support.processes import ParleyServer, ScriptedModel, default_config,
 from tests.support.sse import Stream, post_chat
 
 
-@pytest.fixture(scope="module")
-def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
-    server = start_parley(tmp_path_factory.mktemp("cloudapi-labels"), default_config(scripted_model) + CLOUD_API_CONFIG)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ParleyServer]:
+    """Every test here runs on both databases (a Parley with the cloud API on, on each)."""
+    database = ["--no-demo", "--database-url", request.getfixturevalue("postgres").new_database()] if request.param == "postgresql" else None
+    server = start_parley(tmp_path_factory.mktemp("cloudapi-labels"), default_config(scripted_model) + CLOUD_API_CONFIG, database)
     yield server
     server.close()
 

@@ -5,23 +5,23 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.knowledge import files
-from tests.support.processes import ROOT, ParleyServer, ScriptedModel, default_config, start_parley
+from tests.support.processes import ROOT, ParleyServer, ScriptedModel
 
 APP = "kb-e2e"
 BASE = f"/admin/apps/{APP}/kb"
 
 
-@pytest.fixture(scope="module")
-def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, scripted_model: ScriptedModel) -> ParleyServer:
+    """Every test here runs on both databases: the session's Parley on SQLite, then one on PostgreSQL."""
     scripted_model.reset()
-    parley = start_parley(tmp_path_factory.mktemp("kb-e2e"), default_config(scripted_model))
+    parley: ParleyServer = request.getfixturevalue(f"parley_on_{request.param}")
     parley.create_app(APP, publish=False)
     labels = {"policy.docx": [("label", "dept=hr")], "notes.txt": [("label", "dept=it")]}
     for name, data in files.every_type().items():
@@ -29,8 +29,7 @@ def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFacto
         assert response.status_code == 201, response.text
         assert response.json()["document"]["status"] == "learning"
     wait_until_learned(parley)
-    yield parley
-    parley.close()
+    return parley
 
 
 def wait_until_learned(parley: ParleyServer, deadline: float = 120) -> list[dict]:
@@ -51,7 +50,8 @@ def search(parley: ParleyServer, question: str, **body) -> dict:
 def run_cli(parley: ParleyServer, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "parley", *args, "--config", str(parley.config_file), "--data-dir", str(parley.data_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env=parley.env,
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**parley.env, **({"PARLEY_DATABASE_URL": parley.database_url} if parley.database_url else {})},
     )
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from tests.support.processes import ParleyServer, ScriptedModel, default_config, start_parley
+from tests.support.processes import ParleyServer
 from tests.support.sse import post_chat, post_v2_chat
 
 DOCUMENTS = {
@@ -18,9 +17,10 @@ DOCUMENTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
-    parley = start_parley(tmp_path_factory.mktemp("kb-chat"), default_config(scripted_model))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest) -> ParleyServer:
+    """Every test here runs on both databases: the session's Parley on SQLite, then one on PostgreSQL."""
+    parley: ParleyServer = request.getfixturevalue(f"parley_on_{request.param}")
     parley.create_app("kb-chat", knowledge={"variable_bindings": {"department": "dept"}})
     parley.create_app("kb-strict", unknown_reply="I only know about our office.", knowledge={"unknown_when_nothing": True})
     for app in ("kb-chat", "kb-strict"):
@@ -37,8 +37,7 @@ def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFacto
         while any(d["status"] == "learning" for d in parley.admin("GET", f"/admin/apps/{app}/kb/documents").json()):
             assert time.monotonic() < deadline
             time.sleep(0.2)
-    yield parley
-    parley.close()
+    return parley
 
 
 def ask(server, app_name, content, **fields):

@@ -1,15 +1,19 @@
-"""Documents over time: replaced, deleted, interrupted and resumed, seen from another process."""
+"""Documents over time: replaced, deleted, interrupted and resumed, seen from another process;
+on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from parley.knowledge import search as search_module
+from parley.knowledge.index import pack
 from parley.knowledge.service import KnowledgeService
 from parley.knowledge.settings import KnowledgeSettings
+from parley.store.knowledge import StagedSegment
 from tests.knowledge.test_service import open_service
 
 APP = 7
@@ -28,8 +32,8 @@ async def texts(service: KnowledgeService, question: str, settings: KnowledgeSet
     return [p.text for p in resolution.passages]
 
 
-async def test_a_changed_document_replaces_its_segments_and_delete_removes_them(tmp_path: Path):
-    database, service = await open_service(tmp_path)
+async def test_a_changed_document_replaces_its_segments_and_delete_removes_them(tmp_path: Path, database_url: str):
+    database, service = await open_service(tmp_path, database_url)
     try:
         first = await service.add_document(APP, "menu.txt", b"The canteen serves noodles on Mondays.", background=False)
         await service.learn(first.document.id)
@@ -53,8 +57,8 @@ async def test_a_changed_document_replaces_its_segments_and_delete_removes_them(
         await database.close()
 
 
-async def test_an_interrupted_document_stays_invisible_then_resumes(tmp_path: Path):
-    database, service = await open_service(tmp_path, segment_chars=100)
+async def test_an_interrupted_document_stays_invisible_then_resumes(tmp_path: Path, database_url: str):
+    database, service = await open_service(tmp_path, database_url, segment_chars=100)
     question = "What must forklift drivers wear?"
     try:
         registered = await service.add_document(APP, "handbook.txt", long_document(), background=False)
@@ -77,7 +81,7 @@ async def test_an_interrupted_document_stays_invisible_then_resumes(tmp_path: Pa
         await service.aclose()
         await database.close()
 
-    database, service = await open_service(tmp_path, segment_chars=100)
+    database, service = await open_service(tmp_path, database_url, segment_chars=100)
     try:
         assert await service.start() == 1  # a restart resumes it in the background
         await service.idle()
@@ -89,10 +93,10 @@ async def test_an_interrupted_document_stays_invisible_then_resumes(tmp_path: Pa
         await database.close()
 
 
-async def test_another_process_sees_new_and_replaced_segments(tmp_path: Path):
+async def test_another_process_sees_new_and_replaced_segments(tmp_path: Path, database_url: str):
     """The CLI learns while a server answers: each has its own vector index over one database."""
-    database, writer = await open_service(tmp_path)
-    other_database, reader = await open_service(tmp_path)
+    database, writer = await open_service(tmp_path, database_url)
+    other_database, reader = await open_service(tmp_path, database_url)
     try:
         assert await texts(reader, "Which day is the market open?") == []
         first = await writer.add_document(APP, "market.md", b"# Market\n\nThe market is open on Saturdays.", background=False)
@@ -109,17 +113,19 @@ async def test_another_process_sees_new_and_replaced_segments(tmp_path: Path):
         await other_database.close()
 
 
-async def test_the_vector_index_is_saved_and_loaded(tmp_path: Path):
-    database, service = await open_service(tmp_path)
+async def test_the_vector_index_is_saved_and_loaded(tmp_path: Path, database_url: str):
+    """On SQLite the process saves its index and loads it again; on PostgreSQL the index is the
+    database's and no file is written."""
+    database, service = await open_service(tmp_path, database_url)
     registered = await service.add_document(APP, "tea.txt", "绿茶产自杭州西湖。".encode(), background=False)
     await service.learn(registered.document.id)
     assert await texts(service, "西湖出产什么茶？")
     await service.aclose()
     await database.close()
     saved = list((tmp_path / "knowledge" / "index").rglob("vectors-*.usearch"))
-    assert len(saved) == 1
+    assert len(saved) == (1 if database_url.startswith("sqlite") else 0)
 
-    database, service = await open_service(tmp_path)
+    database, service = await open_service(tmp_path, database_url)
     try:
         assert "绿茶" in (await texts(service, "西湖出产什么茶？"))[0]
     finally:
@@ -127,9 +133,9 @@ async def test_the_vector_index_is_saved_and_loaded(tmp_path: Path):
         await database.close()
 
 
-async def test_a_wide_scope_through_the_approximate_index_still_excludes(tmp_path: Path, monkeypatch):
+async def test_a_wide_scope_through_the_approximate_index_still_excludes(tmp_path: Path, database_url: str, monkeypatch):
     monkeypatch.setattr(search_module, "EXACT_SCOPE_LIMIT", 0)  # force the ANN path for scoped questions
-    database, service = await open_service(tmp_path)
+    database, service = await open_service(tmp_path, database_url)
     try:
         for name, team, text in [
             ("red.txt", "red", "The red team meets in room 101 on Tuesdays."),
@@ -145,8 +151,8 @@ async def test_a_wide_scope_through_the_approximate_index_still_excludes(tmp_pat
         await database.close()
 
 
-async def test_a_new_version_added_while_the_old_one_is_learning_wins(tmp_path: Path):
-    database, service = await open_service(tmp_path, segment_chars=100)
+async def test_a_new_version_added_while_the_old_one_is_learning_wins(tmp_path: Path, database_url: str):
+    database, service = await open_service(tmp_path, database_url, segment_chars=100)
     try:
         old = await service.add_document(APP, "handbook.txt", long_document(), background=False)
         learning = asyncio.create_task(service.learn(old.document.id))
@@ -157,6 +163,22 @@ async def test_a_new_version_added_while_the_old_one_is_learning_wins(tmp_path: 
         await learning
         assert (document.status, document.segment_count) == ("success", 1)
         assert "blue helmet" in (await texts(service, "What must forklift drivers wear?"))[0]
+    finally:
+        await service.aclose()
+        await database.close()
+
+
+async def test_a_batch_staged_again_is_kept_once(tmp_path: Path, database_url: str):
+    """Two learners of one document (say `parley kb resume` beside a server) may stage the same
+    batch: the second write is ignored, not an error (on PostgreSQL it was a unique violation)."""
+    database, service = await open_service(tmp_path, database_url)
+    try:
+        registered = await service.add_document(APP, "twice.txt", b"Staged twice.", background=False)
+        document = registered.document
+        batch = [StagedSegment(0, "Staged twice.", "staged twice", None, None, "", 0, 13, pack(np.ones(4) / 2))]
+        await service.repository.stage_segments(APP, document.id, document.pending_generation, batch)
+        await service.repository.stage_segments(APP, document.id, document.pending_generation, batch)
+        assert await service.repository.staged_ordinals(document.id, document.pending_generation) == {0}
     finally:
         await service.aclose()
         await database.close()

@@ -1,4 +1,5 @@
-"""The knowledge service against a real SQLite database, real files and the embedded embedder."""
+"""The knowledge service against a real database (SQLite and PostgreSQL), real files and the
+embedded embedder."""
 
 from __future__ import annotations
 
@@ -20,17 +21,20 @@ APP = 1001
 SETTINGS = KnowledgeSettings(variable_bindings={"department": "dept", "level": "tier"})
 
 
-async def open_service(directory: Path, **settings) -> tuple[Database, KnowledgeService]:
+async def open_service(directory: Path, url: str | None = None, **settings) -> tuple[Database, KnowledgeService]:
+    """A service (as one process has it) on the database at `url`, by default SQLite in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
-    database = Database(f"sqlite+aiosqlite:///{directory / 'parley.db'}")
+    database = Database(url or f"sqlite+aiosqlite:///{directory / 'parley.db'}")
     await database.migrate()
     return database, KnowledgeService(database.engine, KnowledgeServerSettings(**settings), directory)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def kb(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[KnowledgeService]:
-    """Every file type learned in the background; policy.docx is for HR only, notes.txt for IT."""
-    database, service = await open_service(tmp_path_factory.mktemp("kb"))
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgresql"])
+async def kb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[KnowledgeService]:
+    """Every file type learned in the background; policy.docx is for HR only, notes.txt for IT.
+    Once on each database."""
+    url = request.getfixturevalue("postgres").new_database() if request.param == "postgresql" else None
+    database, service = await open_service(tmp_path_factory.mktemp("kb"), url)
     await service.start()
     labels = {"policy.docx": {"dept": ["hr"]}, "notes.txt": {"dept": ["it"]}}
     for name, data in files.every_type().items():
@@ -74,6 +78,18 @@ async def test_questions_in_chinese_and_english_find_their_segment(kb, question,
     assert resolution.kind == "passages"
     best = resolution.passages[0]
     assert (best.doc_name, snippet in best.text) == (document, True), resolution.context
+
+
+@pytest.mark.parametrize(
+    "question, document",
+    [("the printer code at reception", "notes.txt"), ("苹果礼盒", "prices.xlsx"), ("世纪大道的门店", "stores.csv")],
+)
+async def test_keyword_search_ranks_the_segment_holding_the_words(kb, question, document):
+    """The keyword half of hybrid search works on every database (on PostgreSQL it used to find nothing)."""
+    vector = kb.embedder.embed_queries([question])[0]
+    hits = await kb.searcher.search(APP, question, vector, kb.scope({}, None, SETTINGS))
+    [best] = [h for h in hits if h.keyword_rank == 1]
+    assert best.segment.doc_name == document
 
 
 async def test_segments_carry_page_sheet_and_headings(kb):
@@ -185,8 +201,8 @@ async def test_an_application_without_knowledge_resolves_to_nothing(kb):
     assert (await kb.resolve(APP + 1, "How do I reset my password?", settings=strict)).unknown
 
 
-async def test_has_knowledge_sees_own_changes_at_once_and_others_later(tmp_path):
-    database, service = await open_service(tmp_path / "own")
+async def test_has_knowledge_sees_own_changes_at_once_and_others_later(tmp_path, database_url):
+    database, service = await open_service(tmp_path / "own", database_url)
     other = KnowledgeService(database.engine, KnowledgeServerSettings(), tmp_path / "own")  # another process
     try:
         app = 2002

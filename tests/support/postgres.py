@@ -48,7 +48,9 @@ class Postgres:
 
     user = "postgres"
 
-    def __init__(self, durable: bool = False) -> None:
+    def __init__(self, durable: bool = False, settings: str = "") -> None:
+        """`durable`: fsync on, as a benchmark against SQLite needs; `settings`: more
+        postgresql.conf lines (the retrieval benchmark gives it more memory)."""
         self.folder = Path(tempfile.mkdtemp(prefix="parley-pg-"))
         self.data = self.folder / "data"
         self.port = free_port()
@@ -59,7 +61,7 @@ class Postgres:
             self._bin("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "--encoding=UTF8",
                       "--locale=C", "--no-sync", "--no-instructions")
             with (self.data / "postgresql.conf").open("a") as conf:
-                conf.write(_SETTINGS.format(port=self.port) + (_DURABLE if durable else ""))
+                conf.write(_SETTINGS.format(port=self.port) + (_DURABLE if durable else "") + settings)
             self._bin("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-w", "-t", "120", "start")
         except BaseException:
             self.close()

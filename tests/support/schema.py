@@ -9,9 +9,9 @@ import sqlalchemy as sa
 
 from parley.store.database import Database
 
-# SQLite's keyword index over segments (FTS5 and its shadow tables): PostgreSQL has its own
-# full-text search, which keeps no tables of its own.
-SQLITE_ONLY_PREFIX = "kb_segments_fts"
+# Each engine's own search index over segments, derived from them by triggers: SQLite's FTS5
+# table (and its shadow tables), PostgreSQL's pgvector and full-text table (migration 0009).
+SEARCH_INDEX_TABLES = ("kb_segments_fts", "kb_segments_search")
 
 # Reflected types, from the most to the least specific, named as the tables declare them.
 _KINDS = [sa.BigInteger, sa.SmallInteger, sa.Integer, sa.Boolean, sa.JSON, sa.LargeBinary, sa.Text, sa.String]
@@ -29,7 +29,7 @@ def schema_of(connection: sa.Connection) -> dict[str, Any]:
     inspector = sa.inspect(connection)
     schema: dict[str, Any] = {}
     for table in inspector.get_table_names():
-        if table.startswith(SQLITE_ONLY_PREFIX):
+        if table.startswith(SEARCH_INDEX_TABLES):
             continue
         # A unique constraint and a unique index do the same work; engines report either.
         unique = {tuple(c["column_names"]) for c in inspector.get_unique_constraints(table)}
