@@ -32,10 +32,12 @@ class Procedure:
     detail: str = ""
     """What the step did, in words, when its status alone does not say (a search that found
     nothing, images the model could not see)."""
+    node: str = ""
+    """A workflow node's name, for a `workflow` procedure that is one node's model usage."""
 
     @property
     def title(self) -> str:
-        return PROCEDURE_TITLES.get(self.name, self.name)
+        return self.node or PROCEDURE_TITLES.get(self.name, self.name)
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,6 +116,23 @@ class WorkflowStatus:
 
 
 @dataclass(slots=True, frozen=True)
+class WorkflowStep:
+    """A workflow node started, waits for the user, succeeded or failed: a step of the answer's
+    progress for clients that follow it (ADP shows it as a thought with `is_workflow`)."""
+
+    workflow_name: str
+    node_id: str
+    node_name: str
+    status: str  # processing | waiting | success | failed
+    cost_ms: int
+    """The node's own time so far."""
+    elapsed_ms: int
+    """The turn's time so far."""
+    detail: str = ""
+    """Why it failed, or what it asks the user."""
+
+
+@dataclass(slots=True, frozen=True)
 class Failure:
     """The turn failed after it started; whatever was sent stands, the record says failed."""
 
@@ -121,7 +140,10 @@ class Failure:
     message: str
 
 
-Event = UserEcho | Progress | ThoughtDelta | ThoughtEnd | ReplyDelta | References | WorkflowStatus | Final | Failure
+Event = (
+    UserEcho | Progress | ThoughtDelta | ThoughtEnd | ReplyDelta | References | WorkflowStatus | WorkflowStep | Final
+    | Failure
+)
 
 
 class ReplyMethod:
