@@ -107,6 +107,20 @@ class Final:
     work_flow: dict[str, Any] | None = None
     """A workflow's answer: ADP's work_flow object (option cards, outputs, the last node)."""
 
+    @property
+    def option_cards(self) -> list[str]:
+        """The buttons a paused workflow shows, whose text the visitor answers with."""
+        return list((self.work_flow or {}).get("option_cards") or [])
+
+    def plain_text(self) -> str:
+        """The answer for faces that show text only (IM, CloudBase): a paused workflow's option
+        cards are listed after it, one a line, so that the visitor can answer with one."""
+        cards = self.option_cards
+        if not cards:
+            return self.content
+        listed = "\n".join(f"- {card}" for card in cards)
+        return f"{self.content}\n\n{listed}" if self.content else listed
+
 
 @dataclass(slots=True, frozen=True)
 class WorkflowStatus:
