@@ -815,6 +815,7 @@ def token_stat_record(procedures: tuple[Procedure, ...], elapsed_ms: int) -> dic
                 "input_tokens": p.input_tokens,
                 "output_tokens": p.output_tokens,
                 "elapsed": p.elapsed_ms,
+                **({"node": p.node} if p.node else {}),
             }
             for p in procedures
         ],

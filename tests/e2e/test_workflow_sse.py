@@ -84,6 +84,8 @@ def test_a_workflow_answers_with_its_nodes_progress(parley, model):
     assert last[2]["debugging"]["content"].startswith("Forecast: done (")
     [record] = [r for r in parley.records("wf-weather", "wf-s1") if not r["is_from_self"]]
     assert record["content"] == "Checking Oslo...\n\nSnow." and record["reply_method"] == 16
+    assert [(p["name"], p.get("node"), p["input_tokens"]) for p in record["token_stat"]["procedures"]] == [
+        ("workflow", None, 0), ("workflow", "Forecast", 5)]
 
 
 def test_option_cards_pause_until_the_next_question(parley, model):
