@@ -429,8 +429,9 @@ class TurnRunner:
             hit = guard.check(text)
             if hit is not None:
                 self._hit, self._sent_before_hit = hit, "".join(self._text)
-                if node_id is not None:
-                    self.plan.workflow.state.failed_node = node_id
+                workflow = self.plan.workflow
+                if node_id is not None and workflow is not None:
+                    workflow.state.failed_node = node_id
                 return False
         return True
 
