@@ -23,6 +23,7 @@ from parley.engine.events import (
     ThoughtEnd,
     UserEcho,
     WorkflowStatus,
+    WorkflowStep,
 )
 from parley.engine.engine import TurnOwner
 from parley.engine.faces import Face
@@ -35,6 +36,7 @@ _TAGS: dict[type, str] = {
     ThoughtEnd: "thought_end",
     References: "references",
     WorkflowStatus: "workflow",
+    WorkflowStep: "workflow_step",
     Final: "final",
     Failure: "failure",
 }

@@ -32,10 +32,12 @@ class Procedure:
     detail: str = ""
     """What the step did, in words, when its status alone does not say (a search that found
     nothing, images the model could not see)."""
+    node: str = ""
+    """A workflow node's name, for a `workflow` procedure that is one node's model usage."""
 
     @property
     def title(self) -> str:
-        return PROCEDURE_TITLES.get(self.name, self.name)
+        return self.node or PROCEDURE_TITLES.get(self.name, self.name)
 
 
 @dataclass(slots=True, frozen=True)
@@ -105,12 +107,43 @@ class Final:
     work_flow: dict[str, Any] | None = None
     """A workflow's answer: ADP's work_flow object (option cards, outputs, the last node)."""
 
+    @property
+    def option_cards(self) -> list[str]:
+        """The buttons a paused workflow shows, whose text the visitor answers with."""
+        return list((self.work_flow or {}).get("option_cards") or [])
+
+    def plain_text(self) -> str:
+        """The answer for faces that show text only (IM, CloudBase): a paused workflow's option
+        cards are listed after it, one a line, so that the visitor can answer with one."""
+        cards = self.option_cards
+        if not cards:
+            return self.content
+        listed = "\n".join(f"- {card}" for card in cards)
+        return f"{self.content}\n\n{listed}" if self.content else listed
+
 
 @dataclass(slots=True, frozen=True)
 class WorkflowStatus:
     """A workflow node started or ended: ADP's work_flow object, with current_node."""
 
     work_flow: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class WorkflowStep:
+    """A workflow node started, waits for the user, succeeded or failed: a step of the answer's
+    progress for clients that follow it (ADP shows it as a thought with `is_workflow`)."""
+
+    workflow_name: str
+    node_id: str
+    node_name: str
+    status: str  # processing | waiting | success | failed
+    cost_ms: int
+    """The node's own time so far."""
+    elapsed_ms: int
+    """The turn's time so far."""
+    detail: str = ""
+    """Why it failed, or what it asks the user."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -121,7 +154,10 @@ class Failure:
     message: str
 
 
-Event = UserEcho | Progress | ThoughtDelta | ThoughtEnd | ReplyDelta | References | WorkflowStatus | Final | Failure
+Event = (
+    UserEcho | Progress | ThoughtDelta | ThoughtEnd | ReplyDelta | References | WorkflowStatus | WorkflowStep | Final
+    | Failure
+)
 
 
 class ReplyMethod:

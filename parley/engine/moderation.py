@@ -116,6 +116,11 @@ class AnswerGuard:
         self._released = release_to
         return safe, None
 
+    def check(self, text: str) -> Hit | None:
+        """The first hit in a whole piece of text (a workflow's message, say), leaving the
+        streamed answer's state alone."""
+        return self._matcher.first(normalize(text))
+
     def flush(self) -> str:
         """The held-back text, when the answer ends without a hit."""
         rest, self._text = self._text, ""

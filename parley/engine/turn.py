@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from parley.bus.base import Bus
 from parley.config import ModelConfig
 from parley.engine.apps import AppConfig
@@ -40,6 +42,7 @@ from parley.engine.events import (
     ThoughtEnd,
     UserEcho,
     WorkflowStatus,
+    WorkflowStep,
 )
 from parley.engine.citations import CitationMarks
 from parley.engine.faces import Face
@@ -49,7 +52,17 @@ from parley.engine.prompt import build_messages, documents_material, estimate_to
 from parley.models.base import ChatMessage, ChatModel, ImagePart, ModelError, Usage
 from parley.store.conversations import IN_PROGRESS, ConversationRepository, RecordRow
 from parley.store.database import is_busy
-from parley.workflow.events import NodeProgress, WorkflowFailed, WorkflowFinished, WorkflowMessage, WorkflowSuspended
+from parley.workflow.events import (
+    NODE_FAILED,
+    NODE_RUNNING,
+    NODE_SUCCEEDED,
+    NodeProgress,
+    NodeRecord,
+    WorkflowFailed,
+    WorkflowFinished,
+    WorkflowMessage,
+    WorkflowSuspended,
+)
 
 if TYPE_CHECKING:
     from parley.engine.workflows import WorkflowTurn
@@ -202,7 +215,7 @@ class TurnRunner:
         self._saving: asyncio.Future[None] | None = None
         # A workflow's answer: its final work_flow object, model usage and reply method.
         self._work_flow: dict[str, Any] | None = None
-        self._workflow_usage: Procedure | None = None
+        self._workflow_usage: tuple[Procedure, ...] = ()
         self._workflow_method = ReplyMethod.WORKFLOW
 
     @property
@@ -351,48 +364,84 @@ class TurnRunner:
         return None
 
     async def _run_workflow(self, workflow: WorkflowTurn) -> None:
-        """Streams the run: node progress as work_flow events, message nodes' text and the
-        reply as the answer's text. The run is saved (paused or ended) with this answer's record."""
+        """Streams the run: node progress as work_flow events and steps, message nodes' text and
+        the reply as the answer's text, each node's model usage as a procedure. Whatever reaches
+        the visitor passes the sensitive-word check as a model's answer does: a hit stops the run
+        and the refusal replaces the answer. The run is saved (paused, ended or stopped) with
+        this answer's record."""
         plan = self.plan
         state = workflow.state
         state.values["sys"]["history"] = [
             {"role": "user" if r.is_from_self else "assistant", "content": r.content} for r in plan.history
         ]
         state.values["sys"]["turn"] = sum(1 for r in plan.history if r.is_from_self)
-        self._emit(Progress("processing", (Procedure("workflow", "processing"),), self._elapsed()))
+        self._workflow_usage = (Procedure("workflow", "processing"),)
+        self._emit(Progress("processing", self._workflow_usage, self._elapsed()))
         failed: WorkflowFailed | None = None
         option_cards: list[str] = []
         outputs: dict[str, Any] = {}
         last_record = None
+        first = len(state.records)  # a resumed run's earlier records were another turn's
+        stream = workflow.runner.stream(workflow.definition, state)
         try:
-            async for event in workflow.runner.stream(workflow.definition, state):
+            async for event in stream:
                 if isinstance(event, NodeProgress):
-                    last_record = event.record
-                    self._emit(WorkflowStatus(workflow.work_flow(event.record)))
+                    record = event.record
+                    if not self._workflow_passes(record.node_id, *_shown_texts(record)):
+                        break
+                    last_record = record
+                    self._emit(WorkflowStatus(workflow.work_flow(record)))
+                    self._emit(_workflow_step(workflow.definition.name, record, self._elapsed()))
+                    if record.status == NODE_SUCCEEDED and record.statistics:
+                        self._workflow_usage = _workflow_procedures(state.records[first:], "processing", self._elapsed())
+                        self._emit(Progress("processing", self._workflow_usage, self._elapsed()))
                 elif isinstance(event, WorkflowMessage):
-                    self._workflow_text(event.text)
+                    if not self._workflow_says(event.node_id, event.text):
+                        break
                 elif isinstance(event, WorkflowSuspended):
                     option_cards = event.option_cards
-                    self._workflow_text(event.reply)
+                    if not self._workflow_says(event.node_id, event.reply, *option_cards):
+                        break
                 elif isinstance(event, WorkflowFinished):
                     outputs = event.outputs
-                    self._workflow_text(event.reply)
+                    if not self._workflow_says(None, event.reply, *(str(v) for v in outputs.values())):
+                        break
                     if not event.reply:
                         self._workflow_method = ReplyMethod.WORKFLOW_OPERATION
                 elif isinstance(event, WorkflowFailed):
                     failed = event
         finally:
-            records = state.records
-            self._workflow_usage = Procedure(
-                "workflow", "failed" if failed else "success",
-                sum(s.input_tokens for r in records for s in r.statistics),
-                sum(s.output_tokens for r in records for s in r.statistics),
-                plan.info.model if any(r.statistics for r in records) else "", self._elapsed(),
-            )
+            await stream.aclose()  # a run stopped by a hit (or the turn's stop) stops its task at once
+            self._workflow_usage = _workflow_procedures(state.records[first:], "failed" if failed else "success", self._elapsed())
+        if self._hit is not None:
+            state.status, state.error = "failed", f"stopped: a sensitive word ({self._hit.source} list) in what it sent"
         self._work_flow = workflow.work_flow(last_record, option_cards, outputs)
         await self._store_run(workflow)
-        if failed is not None:
+        if failed is not None and self._hit is None:
             raise WorkflowFailure(failed.message)
+
+    def _workflow_passes(self, node_id: str | None, *texts: str) -> bool:
+        """False (and the hit noted) when text a node shows the visitor holds a sensitive word."""
+        guard = self.plan.answer_guard
+        if guard is None:
+            return True
+        for text in texts:
+            hit = guard.check(text)
+            if hit is not None:
+                self._hit, self._sent_before_hit = hit, "".join(self._text)
+                workflow = self.plan.workflow
+                if node_id is not None and workflow is not None:
+                    workflow.state.failed_node = node_id
+                return False
+        return True
+
+    def _workflow_says(self, node_id: str | None, text: str, *more: str) -> bool:
+        """Sends a piece of the workflow's text after the sensitive-word check (`more`: other
+        text shown with it, such as option cards); False when it hit."""
+        if not self._workflow_passes(node_id, text, *more):
+            return False
+        self._workflow_text(text)
+        return True
 
     async def _store_run(self, workflow: WorkflowTurn) -> None:
         if self.plan.question_stored is not None:
@@ -609,8 +658,7 @@ class TurnRunner:
                 )
         if self.plan.documents:
             procedures.append(Procedure("file", "success" if status == "processing" else status))
-        if self._workflow_usage is not None:
-            procedures.append(self._workflow_usage)
+        procedures.extend(self._workflow_usage)
         if self._image_status is not None:
             image_status, elapsed, detail = self._image_status
             procedures.append(Procedure("image", image_status, elapsed_ms=elapsed, detail=detail))
@@ -692,13 +740,16 @@ class TurnRunner:
     async def _refuse_answer(self, hit: Hit) -> None:
         """The answer hit a sensitive word: the model was stopped; the refusal replaces it."""
         refusal = self.plan.app.refusal_reply
-        moderation = {"word": hit.word, "source": hit.source, "where": "answer", "sent_before": self._sent_before_hit}
+        workflow = self.plan.workflow is not None
+        where = "workflow" if workflow else "answer"
+        moderation = {"word": hit.word, "source": hit.source, "where": where, "sent_before": self._sent_before_hit}
+        procedures = self._procedures("success", model_called=not workflow)
         record = self._record(
-            "success", content=refusal, reply_method=ReplyMethod.SENSITIVE, is_llm_generated=False,
+            "success", procedures, content=refusal, reply_method=ReplyMethod.SENSITIVE, is_llm_generated=False,
             is_evil=True, extra={"moderation": moderation},
         )
         await self._store(record)
-        self._emit(Progress("success", self._procedures("success"), self._elapsed()))
+        self._emit(Progress("success", procedures, self._elapsed()))
         self._emit(Final(refusal, ReplyMethod.SENSITIVE, int(time.time()), False, is_evil=True))
 
     async def _finish(self, status: str) -> None:
@@ -765,7 +816,46 @@ def token_stat_record(procedures: tuple[Procedure, ...], elapsed_ms: int) -> dic
                 "input_tokens": p.input_tokens,
                 "output_tokens": p.output_tokens,
                 "elapsed": p.elapsed_ms,
+                **({"node": p.node} if p.node else {}),
             }
             for p in procedures
         ],
     }
+
+
+def _shown_texts(record: NodeRecord) -> tuple[str, ...]:
+    """What a node's work_flow.current_node shows the visitor, as text."""
+    texts = [record.reply, record.task_output, record.fail_message]
+    for value in (record.input, record.output):
+        if value is not None:
+            texts.append(value if isinstance(value, str) else orjson.dumps(value, default=str).decode())
+    return tuple(t for t in texts if t)
+
+
+def _workflow_step(workflow_name: str, record: NodeRecord, elapsed_ms: int) -> WorkflowStep:
+    status = STEP_STATUS.get(record.status, "processing")
+    if status == "processing" and record.reply:
+        status = "waiting"  # option cards or a question: the node waits for the user
+    return WorkflowStep(
+        workflow_name, record.node_id, record.node_name, status, int(round(record.cost_ms)), elapsed_ms,
+        record.fail_message or (record.reply if status == "waiting" else ""),
+    )
+
+
+STEP_STATUS = {NODE_RUNNING: "processing", NODE_SUCCEEDED: "success", NODE_FAILED: "failed"}
+
+
+def _workflow_procedures(records: list[NodeRecord], status: str, elapsed_ms: int) -> tuple[Procedure, ...]:
+    """The `workflow` procedure (the run's status and time), then one per node record of this
+    turn that called a model, with that node's usage: the token counts add up to the turn's
+    without counting anything twice."""
+    procedures = [Procedure("workflow", status, elapsed_ms=elapsed_ms)]
+    for record in records:
+        stats = record.statistics
+        if stats:
+            procedures.append(Procedure(
+                "workflow", "failed" if record.status == NODE_FAILED else "success",
+                sum(s.input_tokens for s in stats), sum(s.output_tokens for s in stats), stats[-1].model_name,
+                int(round(record.cost_ms)), node=record.node_name,
+            ))
+    return tuple(procedures)

@@ -203,7 +203,7 @@ class RobotResponder:
                     break
             end = outcome[0]
             if isinstance(end, Final):
-                await self._messaging.settle_stream(sdkappid, robot, user, msg_key, end.content)
+                await self._messaging.settle_stream(sdkappid, robot, user, msg_key, end.plain_text())
             else:
                 await self._messaging.fail_stream(sdkappid, robot, user, msg_key, end.message)
         finally:

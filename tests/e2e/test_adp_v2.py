@@ -35,8 +35,8 @@ def v2_body(app, text="hello", **fields):
             "VisitorId": fields.pop("VisitorId", "v2-visitor"), "Contents": [{"Type": "text", "Text": text}], **fields}
 
 
-def runs(names: list[str]) -> list[str]:
-    """The event names with each run of text packets folded into one."""
+def runs(names: list) -> list:
+    """The event names (or other values) with each run of equal ones folded into one."""
     return [name for name, _ in itertools.groupby(names)]
 
 
@@ -182,3 +182,55 @@ def test_a_model_failure_mid_answer_ends_with_a_v2_error(parley, model):
     error = stream.of("error")[0]
     assert error["Error"]["Code"] == 500 and error["Error"]["RequestId"] == "r-fail"
     assert error["RecordId"] == stream.of("response.created")[0]["Response"]["RecordId"]
+
+
+MENU = {
+    "name": "v2-menu",
+    "nodes": [
+        {"id": "start", "type": "start"},
+        {"id": "greet", "type": "llm", "name": "Greeter", "prompt": "Greet {{sys.query}}"},
+        {"id": "pick", "type": "option_cards", "text": "{{greet.text}} Tea or coffee?", "options": ["Tea", "Coffee"]},
+        {"id": "tea", "type": "end", "reply": "Tea it is"},
+        {"id": "broken", "type": "code", "code": "def main():\n    return {}", "outputs": {"x": "string"}},
+        {"id": "never", "type": "end", "reply": "unreachable"},
+    ],
+    "edges": [{"source": "start", "target": "greet"}, {"source": "greet", "target": "pick"},
+              {"source": "pick", "target": "tea", "port": "Tea"}, {"source": "pick", "target": "broken", "port": "Coffee"},
+              {"source": "broken", "target": "never"}],
+}
+
+
+def test_a_workflow_turn_carries_its_procedures_option_cards_and_failures(parley, model):
+    """v2's own shapes for a workflow (issue 17): Procedures of Type workflow with RunNodes as the
+    nodes run, per-node StatInfos, option cards as a content of the reply, reply method 16, and a
+    failed node as v2's workflow error 460101."""
+    app = parley.create_app("v2-workflow", workflow=MENU)
+    model.script("Greet Ann", content="Hello Ann.", usage={"prompt_tokens": 4, "completion_tokens": 2})
+    session = conversation()
+    stream = post_v2_chat(parley.url, v2_body(app, "Ann", ConversationId=session, Incremental=True))
+    progress = [d["Response"]["Procedures"][0] for d in stream.of("response.processing") if "Procedures" in d["Response"]]
+    seen = [next((n["NodeId"], n["Status"]) for n in p["Workflow"]["RunNodes"] if n["IsCurrent"]) for p in progress]
+    assert runs(seen) == [("start", 1), ("start", 2), ("greet", 1), ("greet", 2), ("pick", 1)]
+    completed = stream.of("response.completed")[0]["Response"]
+    [procedure] = completed["Procedures"]
+    assert procedure["Type"] == "workflow" and procedure["Status"] == "success"
+    workflow = procedure["Workflow"]
+    assert workflow["WorkflowName"] == "v2-menu" and workflow["WorkflowRunId"] and workflow["OptionCards"] == ["Tea", "Coffee"]
+    greeter = next(n for n in workflow["RunNodes"] if n["NodeId"] == "greet")
+    assert greeter["NodeName"] == "Greeter" and greeter["NodeType"] == 3 and greeter["StatInfos"][0]["InputTokens"] == 4
+    assert [(s["NodeName"], s["InputTokens"], s["OutputTokens"]) for s in procedure["StatInfos"]] == [("Greeter", 4, 2)]
+    assert completed["StatInfo"]["TotalTokens"] == 6 and completed["ExtraInfo"]["ReplyMethod"] == 16
+    reply = completed["Messages"][-1]
+    assert reply["Contents"] == [{"Type": "text", "Text": "Hello Ann. Tea or coffee?"},
+                                 {"Type": "option_cards", "OptionCards": ["Tea", "Coffee"]}]
+    assert {"Type": "option_cards", "OptionCards": ["Tea", "Coffee"]} in [d["Content"] for d in stream.of("content.added")]
+    # The click resumes the run; the answer is the end node's reply.
+    tea = post_v2_chat(parley.url, v2_body(app, "Tea", ConversationId=session))
+    assert tea.texts()["reply"] == "Tea it is"
+    assert tea.of("response.completed")[0]["Response"]["Procedures"][0]["Workflow"]["WorkflowRunId"] == workflow["WorkflowRunId"]
+    # A node that fails (code nodes are off here) ends the turn with v2's workflow error.
+    post_v2_chat(parley.url, v2_body(app, "Ann", ConversationId=session))
+    failed = post_v2_chat(parley.url, v2_body(app, "Coffee", ConversationId=session))
+    [error] = failed.of("error")
+    assert error["Error"]["Code"] == 460101 and "node broken" in error["Error"]["Message"]
+    assert failed.names()[-1] == DONE

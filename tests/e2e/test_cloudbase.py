@@ -537,3 +537,30 @@ def test_a_workflow_answers_in_cloudbase_chunks(server, model):
     assert stream.status == 200 and stream.blocks[-1] == "data: [DONE]"
     assert stream.content == "Looking it up...\n\nNine to five."
     assert stream.chunks[-1]["finish_reason"] == "stop"
+
+
+def test_a_paused_workflow_lists_its_option_cards_and_resumes_on_the_next_message(server, model):
+    """Option cards reach a CloudBase client as text it can answer with; the answer resumes the run
+    in the same conversation, and a failing node is an error chunk (issue 17)."""
+    workflow = {
+        "name": "cb-menu",
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "pick", "type": "option_cards", "text": "Tea or coffee?", "options": ["Tea", "Coffee"]},
+            {"id": "tea", "type": "end", "reply": "Tea it is."},
+            {"id": "broken", "type": "code", "code": "def main():\n    return {}", "outputs": {"x": "string"}},
+            {"id": "never", "type": "end", "reply": "unreachable"},
+        ],
+        "edges": [{"source": "start", "target": "pick"}, {"source": "pick", "target": "tea", "port": "Tea"},
+                  {"source": "pick", "target": "broken", "port": "Coffee"}, {"source": "broken", "target": "never"}],
+    }
+    bot = Bot(server, "cb-menu", workflow=workflow)
+    conversation = bot.post("/conversation", {"title": "Drinks"}).json()["conversationId"]
+    paused = bot.send({"msg": "a drink please", "conversationId": conversation, "history": []})
+    assert paused.content == "Tea or coffee?\n\n- Tea\n- Coffee" and paused.chunks[-1]["finish_reason"] == "stop"
+    resumed = bot.send({"msg": "Tea", "conversationId": conversation, "history": []})
+    assert resumed.content == "Tea it is." and resumed.blocks[-1] == "data: [DONE]"
+    bot.send({"msg": "another", "conversationId": conversation, "history": []})
+    failed = bot.send({"msg": "Coffee", "conversationId": conversation, "history": []})
+    assert failed.chunks[-1]["finish_reason"] == "error" and "node broken" in failed.chunks[-1]["error"]["message"]
+    assert failed.blocks[-1] == "data: [DONE]"

@@ -54,6 +54,58 @@ def test_a_word_split_across_chunks_stops_the_answer(parley, model):
     assert answer["reply_method"] == 4 and answer["content"] == "Answer withheld." and answer["is_evil"]
 
 
+SAYS_A_BANNED_WORD = {
+    "name": "leaky",
+    "nodes": [
+        {"id": "start", "type": "start", "inputs": [{"name": "topic", "type": "string", "default": "doors"}]},
+        {"id": "note", "type": "message", "text": "First, a word about {{start.topic}}."},
+        {"id": "leak", "type": "message", "text": "Behind the Ｆorbidden door..."},
+        {"id": "end", "type": "end", "reply": "The end."},
+    ],
+    "edges": [{"source": "start", "target": "note"}, {"source": "note", "target": "leak"}, {"source": "leak", "target": "end"}],
+}
+ASKS_WITH_A_BANNED_WORD = {
+    "name": "leaky-cards",
+    "nodes": [
+        {"id": "start", "type": "start"},
+        {"id": "ask", "type": "llm", "prompt": "{{sys.query}}"},
+        {"id": "pick", "type": "option_cards", "text": "Which one?", "options": ["{{ask.text}}", "None"]},
+        {"id": "end", "type": "end", "reply": "ok"},
+    ],
+    "edges": [{"source": "start", "target": "ask"}, {"source": "ask", "target": "pick"},
+              {"source": "pick", "target": "end", "port": "None"}, {"source": "pick", "target": "end", "port": "other"}],
+}
+
+
+def test_a_workflows_text_is_checked_for_sensitive_words_as_an_answer_is(parley, model):
+    """A message node's text with a listed word: the run stops there, the refusal is the answer,
+    and the word never reaches the client, neither as text nor in work_flow or thoughts."""
+    app = parley.create_app("guard-workflow", sensitive_words=["forbidden"], refusal_reply="Answer withheld.",
+                            workflow=SAYS_A_BANNED_WORD)
+    request = body(app, "tell me about doors")
+    stream = post_chat(parley.url, request)
+    assert "forbidden" not in normalize(stream.raw.decode())
+    final = stream.answer_replies[-1]
+    assert final["is_final"] and final["reply_method"] == 4 and final["is_evil"] is True
+    assert final["content"] == "Answer withheld."
+    sent = [r["content"] for r in stream.answer_replies[:-1] if r["content"]]
+    assert sent and all("First, a word about doors." in text for text in sent)  # what came before was fine
+    nodes = [r["work_flow"]["current_node"]["NodeID"] for r in stream.answer_replies if r.get("work_flow")]
+    assert "end" not in nodes  # the run stopped at the message
+    answer = parley.records("guard-workflow", request["session_id"])[1]
+    assert answer["reply_method"] == 4 and answer["content"] == "Answer withheld." and answer["is_evil"]
+    [run] = parley.admin("GET", "/admin/apps/guard-workflow/workflow-runs").json()
+    assert run["status"] == "failed"
+    # A model's text shown as option cards (and in the LLM node's Output) is checked as well.
+    cards = parley.create_app("guard-workflow-cards", sensitive_words=["forbidden"], refusal_reply="Answer withheld.",
+                              workflow=ASKS_WITH_A_BANNED_WORD)
+    model.script("pick a door", content="the forbidden one")
+    stream = post_chat(parley.url, body(cards, "pick a door"))
+    assert "forbidden" not in normalize(stream.raw.decode())
+    final = stream.answer_replies[-1]
+    assert final["reply_method"] == 4 and final["content"] == "Answer withheld." and not final.get("option_cards")
+
+
 def test_global_lists_change_without_a_restart(parley, model):
     app = parley.create_app("guard-global")
     assert post_chat(parley.url, body(app, "what about zebras")).echo["is_evil"] is False

@@ -40,6 +40,7 @@ CALLBACK_TOKEN = "xxxxyyyy"
 ROBOT = "@RBT#parley"
 ORPHAN_ROBOT = "@RBT#orphan"
 STRICT_ROBOT = "@RBT#strict"
+FLOW_ROBOT = "@RBT#flow"
 WAIT = 20  # seconds to wait for something that should come at once (a failure, never a timed assertion)
 
 
@@ -102,6 +103,7 @@ callback_token = "{token}"
 "{robot}" = "im-bot"
 "{orphan}" = "no-such-application"
 "{strict}" = "im-strict"
+"{flow}" = "im-flow"
 
 [[im.apps]]
 sdkappid = {disabled}
@@ -118,6 +120,22 @@ max_robots = 20
 """
 
 
+DESK = {
+    "name": "desk",
+    "nodes": [
+        {"id": "start", "type": "start"},
+        {"id": "note", "type": "message", "text": "Welcome to the desk."},
+        {"id": "pick", "type": "option_cards", "text": "Hours or address?", "options": ["Hours", "Address"]},
+        {"id": "ask", "type": "llm", "prompt": "Desk: {{sys.query}}"},
+        {"id": "hours", "type": "end", "reply": "{{ask.text}}"},
+        {"id": "address", "type": "end", "reply": "Main Street 1."},
+    ],
+    "edges": [{"source": "start", "target": "note"}, {"source": "note", "target": "pick"},
+              {"source": "pick", "target": "ask", "port": "Hours"}, {"source": "ask", "target": "hours"},
+              {"source": "pick", "target": "address", "port": "Address"}],
+}
+
+
 @pytest.fixture(scope="module")
 def callbacks() -> Iterator[CallbackReceiver]:
     receiver = CallbackReceiver()
@@ -128,12 +146,13 @@ def callbacks() -> Iterator[CallbackReceiver]:
 @pytest.fixture(scope="module")
 def server(scripted_model: ScriptedModel, callbacks: CallbackReceiver, database_args: list[str], tmp_path_factory) -> Iterator[ParleyServer]:
     extra = IM_CONFIG.format(
-        app=APP, key=KEY, callback=callbacks.url, token=CALLBACK_TOKEN, robot=ROBOT, orphan=ORPHAN_ROBOT, strict=STRICT_ROBOT,
+        app=APP, key=KEY, callback=callbacks.url, token=CALLBACK_TOKEN, robot=ROBOT, orphan=ORPHAN_ROBOT, strict=STRICT_ROBOT, flow=FLOW_ROBOT,
         disabled=DISABLED_APP, limited=LIMITED_APP, limited_key=LIMITED_KEY,
     )
     parley = start_parley(tmp_path_factory.mktemp("im"), default_config(scripted_model) + extra, database_args)
     parley.create_app("im-bot", system_role="You answer IM users.")
     parley.create_app("im-strict", sensitive_words=["forbidden"], refusal_reply="I can't say that.")
+    parley.create_app("im-flow", workflow=DESK)
     yield parley
     parley.close()
 
@@ -177,10 +196,11 @@ def assert_fails(data: dict[str, Any], code: int) -> None:
 def im(server: ParleyServer) -> IM:
     client = IM(server.url)
     client.ok("im_open_login_svc/multiaccount_import", {"AccountList": [{"UserID": u} for u in
-              ("user01", "user02", "user03", "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")]})
+              ("user01", "user02", "user03", "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan")]})
     client.ok("openim_robot_http_svc/create_robot", {"UserID": ROBOT, "Nick": "Parley"})
     client.ok("openim_robot_http_svc/create_robot", {"UserID": ORPHAN_ROBOT})
     client.ok("openim_robot_http_svc/create_robot", {"UserID": STRICT_ROBOT})
+    client.ok("openim_robot_http_svc/create_robot", {"UserID": FLOW_ROBOT})
     client.ok("openim_robot_http_svc/create_robot", {"UserID": "@RBT#my_bot"})
     return client
 
@@ -806,3 +826,16 @@ def test_an_answer_withdrawn_for_its_content_is_replaced(server, im, model):
     model.script("harmless", content="this starts well and then says forbidden things", chunk_size=5)
     answer = _robot_answer(server, im, "grace", STRICT_ROBOT, "a harmless question")
     assert answer["chunks"] == ["I can't say that."] and answer["isFinished"] == 1
+
+
+def test_a_robot_bound_to_a_workflow_answers_with_its_messages_cards_and_reply(server, im, model):
+    """A workflow application behind a robot (issue 17): the message node's text streams into the
+    robot's answer, option cards are listed for the user to answer with, and the answer resumes the run."""
+    model.script("Desk: Hours", content="Nine to five.")
+    first = _robot_answer(server, im, "ivan", FLOW_ROBOT, "hello desk")
+    assert first["isFinished"] == 1 and first["src"] == 2
+    assert "".join(first["chunks"]) == "Welcome to the desk.\n\nHours or address?\n\n- Hours\n- Address"
+    second = _robot_answer(server, im, "ivan", FLOW_ROBOT, "Hours")
+    assert "".join(second["chunks"]) == "Nine to five."
+    stored = history(im, "ivan", FLOW_ROBOT)["MsgList"]
+    assert ["".join(chatbot_data(m)["chunks"]) for m in stored if m["From_Account"] == FLOW_ROBOT][-1] == "Nine to five."

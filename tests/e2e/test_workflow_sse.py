@@ -64,10 +64,28 @@ def test_a_workflow_answers_with_its_nodes_progress(parley, model):
     assert forecast["NodeType"] == 3 and forecast["NodeName"] == "Forecast" and forecast["Output"] == '{"text":"Snow."}'
     assert forecast["StatisticInfo"]["InputTokens"] == 5 and forecast["StatisticInfo"]["ModelName"] == "scripted"
     assert final["work_flow"]["workflow_name"] == "weather" and final["work_flow"]["workflow_run_id"]
-    procedures = stream.of("token_stat")[-1]["payload"]["procedures"]
-    assert procedures[-1]["name"] == "workflow" and procedures[-1]["input_count"] == 5
+    # token_stat: the run's `workflow` procedure, then one per node that called a model, with its usage
+    stat = stream.of("token_stat")[-1]["payload"]
+    workflow, forecast_usage = stat["procedures"]
+    assert (workflow["name"], workflow["status"], workflow["count"]) == ("workflow", "success", 0)
+    assert (forecast_usage["name"], forecast_usage["title"], forecast_usage["status"]) == ("workflow", "Forecast", "success")
+    assert (forecast_usage["input_count"], forecast_usage["output_count"]) == (5, 1)
+    assert forecast_usage["token_usage_details"][0]["model_name"] == "scripted"
+    assert stat["token_count"] == stat["used_count"] == 6
+    # thoughts: each node's start and end, the workflow named
+    thoughts = [t["payload"] for t in stream.of("thought")]
+    assert all(t["is_workflow"] and t["workflow_name"] == "weather" for t in thoughts)
+    assert [(t["procedures"][-1]["node_name"], t["procedures"][-1]["status"]) for t in thoughts] == [
+        ("start", "processing"), ("start", "success"), ("hello", "processing"), ("hello", "success"),
+        ("Forecast", "processing"), ("Forecast", "success"), ("end", "processing"), ("end", "success")]
+    last = thoughts[-1]["procedures"]
+    assert [p["title"] for p in last] == ["start", "hello", "Forecast", "end"] and [p["index"] for p in last] == [0, 1, 2, 3]
+    assert all(p["status"] == "success" and p["switch"] == "workflow" and p["plugin_type"] == 2 for p in last)
+    assert last[2]["debugging"]["content"].startswith("Forecast: done (")
     [record] = [r for r in parley.records("wf-weather", "wf-s1") if not r["is_from_self"]]
     assert record["content"] == "Checking Oslo...\n\nSnow." and record["reply_method"] == 16
+    assert [(p["name"], p.get("node"), p["input_tokens"]) for p in record["token_stat"]["procedures"]] == [
+        ("workflow", None, 0), ("workflow", "Forecast", 5)]
 
 
 def test_option_cards_pause_until_the_next_question(parley, model):

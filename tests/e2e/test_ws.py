@@ -535,3 +535,73 @@ async def test_resume_is_refused_for_another_visitor_or_session_an_unknown_turn_
     code, message = await refusal(session, record_id, -1)
     assert code == 400 and "ffset" in message
     assert model.stats()["calls"] == 1
+
+
+# -- a workflow's turn over both sockets, with python-socketio (issue 17) ----------------------
+
+WORKFLOW = {
+    "name": "ws-flow",
+    "nodes": [
+        {"id": "start", "type": "start"},
+        {"id": "note", "type": "message", "text": "Looking it up..."},
+        {"id": "ask", "type": "llm", "name": "Lookup", "prompt": "Flow: {{sys.query}}"},
+        {"id": "end", "type": "end", "reply": "{{ask.text}}"},
+    ],
+    "edges": [{"source": "start", "target": "note"}, {"source": "note", "target": "ask"}, {"source": "ask", "target": "end"}],
+}
+
+
+async def socket_turn(server: ParleyServer, token: str, path: str, event: str, data: dict[str, Any],
+                      last: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """One turn with python-socketio: every event up to one named in `last` (a final reply for v1)."""
+    client = socketio.AsyncClient(reconnection=False)
+    events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+
+    @client.on("*")
+    async def any_event(name: str, payload: dict[str, Any]) -> None:
+        await events.put((name, payload))
+
+    await client.connect(server.url, socketio_path=path, transports=["websocket"], auth={"token": token})
+    seen = []
+    try:
+        await client.emit(event, data)
+        while True:
+            name, payload = await asyncio.wait_for(events.get(), 20)
+            seen.append((name, payload))
+            final_v1 = name == "reply" and payload["payload"]["is_final"] and not payload["payload"]["is_from_self"]
+            if name in last or final_v1:
+                return seen
+    finally:
+        await client.disconnect()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_a_workflow_answers_over_both_sockets(server, model, version):
+    app = server.create_app(f"ws-flow-{version}", workflow=WORKFLOW)
+    model.script("Flow: hours", content="Nine to five.", usage={"prompt_tokens": 3, "completion_tokens": 4})
+    token = ws_token(server, app["app_key"], visitor=f"v-flow-{version}")
+    if version == "v1":
+        events = await socket_turn(server, token, PATH, "send",
+                                   {"payload": {"request_id": "r-flow", "session_id": "s-ws-flow", "content": "hours"}}, {"error"})
+        final = events[-1][1]["payload"]
+        assert final["content"] == "Looking it up...\n\nNine to five." and final["reply_method"] == 16
+        nodes = [d["payload"]["work_flow"]["current_node"]["NodeID"] for n, d in events
+                 if n == "reply" and d["payload"].get("work_flow") and not d["payload"]["is_final"]]
+        assert nodes == ["start", "start", "note", "note", "ask", "ask", "end", "end"]
+        thoughts = [d["payload"] for n, d in events if n == "thought"]
+        assert thoughts[-1]["is_workflow"] and thoughts[-1]["workflow_name"] == "ws-flow"
+        assert [p["title"] for p in thoughts[-1]["procedures"]] == ["start", "note", "Lookup", "end"]
+        stat = [d["payload"] for n, d in events if n == "token_stat"][-1]
+        assert [(p["title"], p["count"]) for p in stat["procedures"]] == [("工作流", 0), ("Lookup", 7)]
+        assert stat["token_count"] == 7
+    else:
+        request = {"RequestId": "r-flow-v2", "ConversationId": "c-" + "0a1b2c3d4e5f6789" * 2, "Incremental": True,
+                   "Contents": [{"Type": "text", "Text": "hours"}]}
+        events = await socket_turn(server, token, "adp/v2/chat/conn", "request", {"Type": "request", "Request": request},
+                                   {"response.completed", "error"})
+        completed = events[-1][1]["Response"]
+        assert events[-1][0] == "response.completed" and completed["ExtraInfo"]["ReplyMethod"] == 16
+        assert completed["Messages"][-1]["Contents"][0]["Text"] == "Looking it up...\n\nNine to five."
+        [procedure] = completed["Procedures"]
+        assert [n["NodeId"] for n in procedure["Workflow"]["RunNodes"]] == ["start", "note", "ask", "end"]
+        assert [(s["NodeName"], s["TotalTokens"]) for s in procedure["StatInfos"]] == [("Lookup", 7)]

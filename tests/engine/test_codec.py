@@ -8,6 +8,7 @@ import typing
 
 from parley.engine.events import (
     Event, Failure, Final, Procedure, Progress, References, ThoughtDelta, ThoughtEnd, UserEcho, WorkflowStatus,
+    WorkflowStep,
 )
 from parley.engine.faces import Face
 from parley.engine.turn import TurnInfo
@@ -23,6 +24,8 @@ EVENTS = [
     Final("the answer", 1, 1700000001, True, "stop", False, ({"doc": 1},), ({"index": 1, "position": 3},)),
     Final("menu", 16, 1700000002, True, "stop", False, work_flow={"workflow_name": "menu", "option_cards": ["a", "b"]}),
     WorkflowStatus({"workflow_name": "menu", "current_node": {"NodeID": "start", "NodeType": 1, "Status": 2}}),
+    WorkflowStep("menu", "pick", "Pick one", "waiting", 3, 120, "Tea or coffee?"),
+    Progress("success", (Procedure("workflow", "success", elapsed_ms=9), Procedure("workflow", "success", 5, 1, "m", 4, node="Ask")), 9),
     Failure("model_failed", "upstream said no"),
 ]
 

@@ -22,6 +22,7 @@ from parley.engine.events import (
     ThoughtEnd,
     UserEcho,
     WorkflowStatus,
+    WorkflowStep,
 )
 from parley.engine.ratings import UNRATABLE_METHODS
 from parley.engine.turn import TurnInfo
@@ -29,6 +30,9 @@ from parley.faces.adp.errors import code_and_message
 
 KEEPALIVE = b": keep-alive\n\n"
 THOUGHT_TITLE = "思考"
+WORKFLOW_PLUGIN_TYPE = 2
+"""A thought procedure's plugin_type for a workflow (the seed: 0 custom plugin, 1 official, 2 workflow)."""
+STEP_WORDS = {"processing": "running", "waiting": "waiting for the user", "success": "done", "failed": "failed"}
 
 
 def frame(name: str, payload: dict[str, Any]) -> bytes:
@@ -63,6 +67,7 @@ class AdpRenderer:
         self._thought = ""
         self._thought_sent = 0
         self._thought_elapsed = 0
+        self._steps: dict[str, dict[str, Any]] = {}  # a workflow's thought procedures, by node id
         self._common = {
             "request_id": info.request_id,
             "session_id": info.session_id,
@@ -112,6 +117,8 @@ class AdpRenderer:
             return frame("reference", {**self._common, "references": list(event.items)})
         if isinstance(event, WorkflowStatus):
             return self._workflow_packet(event.work_flow)
+        if isinstance(event, WorkflowStep):
+            return self._workflow_thought(event)
         if isinstance(event, Final):
             self.finished = True
             return self._final(event)
@@ -160,6 +167,39 @@ class AdpRenderer:
             "is_workflow": False,
             "workflow_name": "",
             "procedures": [procedure],
+        }
+        return frame("thought", payload)
+
+    def _workflow_thought(self, step: WorkflowStep) -> bytes:
+        """A thought event with `is_workflow` whose procedures are the workflow's nodes so far,
+        one each (the Go SDK's AgentProcedure: node_name, switch, plugin_type), each with its
+        latest status and what it did in words."""
+        words = STEP_WORDS.get(step.status, step.status)
+        content = f"{step.node_name}: {words}"
+        if step.status in ("success", "failed"):
+            content += f" ({step.cost_ms} ms)"
+        if step.detail:
+            content += f": {step.detail}"
+        self._steps[step.node_id] = {
+            "index": self._steps[step.node_id]["index"] if step.node_id in self._steps else len(self._steps),
+            "name": "workflow",
+            "title": step.node_name,
+            "status": "processing" if step.status == "waiting" else step.status,
+            "icon": "",
+            "switch": "workflow",
+            "workflow_name": step.workflow_name,
+            "node_name": step.node_name,
+            "reply_index": 0,
+            "plugin_type": WORKFLOW_PLUGIN_TYPE,
+            "elapsed": step.cost_ms,
+            "debugging": {"content": content},
+        }
+        payload = {
+            **self._common,
+            "elapsed": step.elapsed_ms,
+            "is_workflow": True,
+            "workflow_name": step.workflow_name,
+            "procedures": list(self._steps.values()),
         }
         return frame("thought", payload)
 

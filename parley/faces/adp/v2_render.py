@@ -11,6 +11,11 @@ JSON whose `Type` is the same name; the stream ends with `data:[DONE]`. The orde
   message.done                                                                 the reply
   response.completed (the whole record, with StatInfo), [DONE]
 
+A workflow's turn adds `Procedures` to the record (v2's Procedure of Type `workflow`, its
+`Workflow` with RunNodes, the current one marked IsCurrent, and per-node model StatInfos): a
+response.processing carries them as each node starts and ends, response.completed the last state.
+Option cards are a second content of the reply, `{Type: option_cards, OptionCards}`.
+
 or, when the turn fails, `error` and `[DONE]` where it stopped. Field names follow adp-chat-client
 v0.6.0 (`model/chat-v2.ts`, `mergeRecord-v2.ts`) and Tencent's v2 documentation.
 """
@@ -31,13 +36,18 @@ from parley.engine.events import (
     ThoughtDelta,
     ThoughtEnd,
     UserEcho,
+    WorkflowStatus,
 )
+from parley.engine.errors import ErrorKind
 from parley.engine.ratings import UNRATABLE_METHODS
 from parley.engine.turn import TurnInfo
 from parley.faces.adp.errors import code_and_message
 
 DONE = b"data:[DONE]\n\n"
 THOUGHT_TITLE = "思考"
+WORKFLOW_TITLE = "工作流"
+WORKFLOW_FAILED = 460101
+"""v2's documented code for a failed workflow run (工作流运行异常)."""
 
 
 def frame(name: str, fields: dict[str, Any]) -> bytes:
@@ -100,6 +110,8 @@ class _Message:
     elapsed_ms: int = 0
     references: list[dict[str, Any]] = field(default_factory=list)
     quote_infos: list[dict[str, int]] = field(default_factory=list)
+    more: list[dict[str, Any]] = field(default_factory=list)
+    """Contents after the text (a workflow's option cards)."""
 
     def content(self) -> dict[str, Any]:
         content: dict[str, Any] = {"Type": "text", "Text": self.text}
@@ -115,7 +127,7 @@ class _Message:
             "Status": self.status, "StatusDesc": "",
         }
         if contents:
-            message["Contents"] = [self.content()]
+            message["Contents"] = [self.content(), *self.more]
         if self.kind == "thought":
             message["ExtraInfo"] = {"Elapsed": self.elapsed_ms}
         return message
@@ -149,6 +161,8 @@ class V2Renderer:
         self._order: list[_Message] = []  # messages in the order they were added
         self._references: list[dict[str, Any]] = []
         self._progress: Progress | None = None
+        self._workflow: dict[str, Any] | None = None  # v2's WorkflowProcedure, once a workflow runs
+        self._run_nodes: dict[str, dict[str, Any]] = {}  # its RunNodes, by node id
 
     def render(self, event: Any) -> bytes:
         if isinstance(event, ReplyDelta):
@@ -178,12 +192,17 @@ class V2Renderer:
             if self._reply.opened:
                 return self._reference_frames()
             return b""  # announced with the reply message, which does not exist yet
+        if isinstance(event, WorkflowStatus):
+            self._workflow_progress(event.work_flow)
+            return frame("response.processing", {"Response": self._record("processing", stat=True)})
         if isinstance(event, Final):
             self.finished = True
             return self._final(event)
         if isinstance(event, Failure):
             self.finished = True
             code, message = code_and_message(event.kind, event.message)
+            if event.kind == ErrorKind.WORKFLOW_FAILED:
+                code = WORKFLOW_FAILED
             return error_frame(code, message, self.info.request_id, str(self.info.answer_record_id),
                                terminator=self.terminator)
         return b""
@@ -274,6 +293,9 @@ class V2Renderer:
         data += self._text(reply)
         reply.references = self._references
         reply.quote_infos = [{"Index": q["index"], "Position": q["position"]} for q in final.quote_infos]
+        if final.work_flow is not None:
+            self._workflow_progress(final.work_flow)
+            data += self._option_cards(final.work_flow.get("option_cards") or [])
         data += b"".join(
             frame("quote_info.added", {"MessageId": reply.message_id, "ContentIndex": 0, "QuoteInfo": quote})
             for quote in reply.quote_infos
@@ -289,6 +311,49 @@ class V2Renderer:
         })
         data += frame("response.completed", {"Response": record})
         return data + (DONE if self.terminator else b"")
+
+    # workflows
+
+    def _workflow_progress(self, work_flow: dict[str, Any]) -> None:
+        """Takes a work_flow object (a node's progress, or the run's end) into the WorkflowProcedure."""
+        workflow = self._workflow
+        if workflow is None:
+            workflow = self._workflow = {
+                "WorkflowId": work_flow.get("workflow_id", ""), "WorkflowName": work_flow.get("workflow_name", ""),
+                "WorkflowReleaseTime": "", "WorkflowRunId": work_flow.get("workflow_run_id", ""), "Content": "",
+                "Outputs": [], "OptionCards": [], "RunNodes": [],
+            }
+        workflow["Outputs"] = list(work_flow.get("outputs") or [])
+        workflow["OptionCards"] = list(work_flow.get("option_cards") or [])
+        node = work_flow.get("current_node")
+        if node:
+            for run_node in self._run_nodes.values():
+                run_node["IsCurrent"] = False
+            self._run_nodes[node["NodeID"]] = _run_node(node)
+            workflow["RunNodes"] = list(self._run_nodes.values())
+
+    def _option_cards(self, cards: list[str]) -> bytes:
+        """The reply's option cards, a content of their own after the text."""
+        if not cards:
+            return b""
+        content = {"Type": "option_cards", "OptionCards": list(cards)}
+        reply = self._reply
+        reply.more = [content]
+        return frame("content.added", {"MessageId": reply.message_id, "ContentIndex": 1, "Content": content})
+
+    def _procedures(self) -> list[dict[str, Any]]:
+        """v2's Procedures for a workflow's turn: the run, with each node's model usage as StatInfos."""
+        procedures = self._progress.procedures if self._progress is not None else ()
+        run = next((p for p in procedures if p.name == "workflow" and not p.node), None)
+        return [{
+            "Name": "workflow", "Title": WORKFLOW_TITLE, "Status": run.status if run is not None else "processing",
+            "Type": "workflow", "Workflow": self._workflow,
+            "StatInfos": [
+                {"ModelName": p.model, "InputTokens": p.input_tokens, "OutputTokens": p.output_tokens,
+                 "TotalTokens": p.input_tokens + p.output_tokens, "Elapsed": p.elapsed_ms, "NodeName": p.node}
+                for p in procedures if p.name == "workflow" and p.node
+            ],
+        }]
 
     def _record(self, status: str, *, stat: bool = False) -> dict[str, Any]:
         info = self.info
@@ -308,6 +373,9 @@ class V2Renderer:
         if stat:
             record["StatInfo"] = self._stat_info()
             record["ExtraInfo"]["Elapsed"] = record["StatInfo"]["Elapsed"]
+        if self._workflow is not None:
+            record["Procedures"] = self._procedures()
+            record["ExtraInfo"]["ReplyMethod"] = 16
         return record
 
     def _stat_info(self) -> dict[str, Any]:
@@ -324,3 +392,15 @@ class V2Renderer:
             "ModelName": self.info.model,
         }
 
+
+
+def _run_node(node: dict[str, Any]) -> dict[str, Any]:
+    """ADP v1's work_flow.current_node as v2's RunNode (the one the run is at: IsCurrent)."""
+    stats = node.get("StatisticInfo")
+    return {
+        "Elapsed": node.get("CostMilliSeconds", "0"), "NodeId": node["NodeID"], "NodeName": node.get("NodeName", ""),
+        "NodeType": node.get("NodeType", 0), "Status": node.get("Status", 0), "Input": node.get("Input", ""),
+        "Output": node.get("Output", ""), "TaskOutput": node.get("TaskOutput", ""), "Reply": node.get("Reply", ""),
+        "FailCode": "", "FailMessage": node.get("FailMessage", ""), "BelongNodeId": node.get("BelongNodeID", ""),
+        "IsCurrent": True, "StatInfos": [stats] if stats else [],
+    }

@@ -82,7 +82,7 @@ class ChunkRenderer:
         if isinstance(event, References):
             return self.search(event.items) + self.knowledge(event.items)
         if isinstance(event, Final):
-            return self.final(event.content, filtered=event.is_evil)
+            return self.final(event.plain_text(), filtered=event.is_evil)
         if isinstance(event, Failure):
             return self.error(turn_code(event.kind), turn_message(event.kind, event.message))
         return b""  # UserEcho: CloudBase echoes nothing

@@ -3,7 +3,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parley.engine.events import Failure, Final, Procedure, Progress, ReplyDelta, ThoughtDelta, ThoughtEnd, UserEcho
+from parley.engine.events import (
+    Failure, Final, Procedure, Progress, ReplyDelta, ThoughtDelta, ThoughtEnd, UserEcho, WorkflowStep,
+)
 from parley.engine.turn import TurnInfo
 from parley.faces.adp.render import AdpRenderer
 from tests.support.sse import read_by_event_name, read_by_json_type
@@ -115,3 +117,23 @@ def test_a_failure_is_an_error_event_in_both_shapes():
     assert name == "error"
     assert data["error"]["code"] == 460020 == data["payload"]["error"]["code"]
     assert data["request_id"] == "r-1" and "no answer in time" in data["error"]["message"]
+
+
+def test_workflow_steps_are_thoughts_with_every_node_so_far():
+    _, parsed = run([
+        WorkflowStep("menu", "start", "Start", "processing", 0, 1),
+        WorkflowStep("menu", "start", "Start", "success", 2, 3),
+        WorkflowStep("menu", "pick", "Pick", "waiting", 1, 5, "Tea or coffee?"),
+        WorkflowStep("menu", "pick", "Pick", "failed", 4, 9, "timed out after 1 s"),
+    ])
+    thoughts = [d["payload"] for n, d in parsed if n == "thought"]
+    assert len(thoughts) == 4 and all(t["is_workflow"] and t["workflow_name"] == "menu" for t in thoughts)
+    assert [[(p["index"], p["node_name"], p["status"]) for p in t["procedures"]] for t in thoughts] == [
+        [(0, "Start", "processing")],
+        [(0, "Start", "success")],
+        [(0, "Start", "success"), (1, "Pick", "processing")],
+        [(0, "Start", "success"), (1, "Pick", "failed")],
+    ]
+    assert thoughts[2]["procedures"][1]["debugging"]["content"] == "Pick: waiting for the user: Tea or coffee?"
+    assert thoughts[3]["procedures"][1]["debugging"]["content"] == "Pick: failed (4 ms): timed out after 1 s"
+    assert thoughts[3]["elapsed"] == 9 and thoughts[3]["procedures"][1]["elapsed"] == 4
