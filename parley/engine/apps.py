@@ -11,12 +11,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from parley.knowledge.settings import KnowledgeSettings
 from parley.search.settings import SearchAppSettings
 from parley.store.apps import AppRepository, AppRow, PublishConflict, ReleaseRow
-from parley.workflow.definition import WorkflowInvalid, models_used, parse_workflow
+from parley.workflow.definition import WorkflowInvalid, models_used, parse_workflow, workflows_called
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -68,6 +68,9 @@ class AppConfig(BaseModel):
     workflow: dict[str, Any] | None = None
     """The workflow that answers this application's questions (docs/workflows.md), in Parley's
     format; part of the configuration, so a draft's changes reach visitors at the next publish."""
+    workflows: list[dict[str, Any]] = Field(default_factory=list)
+    """Further workflows, run by the workflow nodes (type `workflow`, ADP NodeType 14) that name
+    them; released with the application like `workflow`."""
     search: SearchAppSettings = Field(default_factory=SearchAppSettings)
     """Online search: on or off by default, which engine, how many results."""
     vision_model: str | None = None
@@ -84,12 +87,51 @@ class AppConfig(BaseModel):
         except WorkflowInvalid as exc:
             raise ValueError(str(exc)) from None
 
+    @field_validator("workflows")
+    @classmethod
+    def _workflows(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        parsed = []
+        for index, data in enumerate(value):
+            try:
+                parsed.append(parse_workflow(data).to_data())
+            except WorkflowInvalid as exc:
+                name = data.get("name") if isinstance(data, dict) else None
+                raise ValueError(f"{index} ({name!r}): {exc}" if name else f"{index}: {exc}") from None
+        return parsed
+
+    @model_validator(mode="after")
+    def _calls_resolve(self) -> AppConfig:
+        """Every workflow node names a workflow the application has, once each name."""
+        problems = workflow_call_problems(self.workflow, self.workflows)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit")
         return value
+
+
+def workflow_call_problems(main: dict[str, Any] | None, others: list[dict[str, Any]]) -> list[str]:
+    """What is wrong between an application's workflows (already parsed): two of one name, a
+    workflow node naming none of them, further workflows with no main one."""
+    if main is None:
+        return ["workflows: there are further workflows but no `workflow` to run them"] if others else []
+    problems = []
+    names = [main["name"]]
+    for data in others:
+        if data["name"] in names:
+            problems.append(f"workflows: two workflows are named {data['name']!r}")
+        names.append(data["name"])
+    for data in [main, *others]:
+        for node_id, called in workflows_called(parse_workflow(data)):
+            if called not in names:
+                problems.append(f"workflow {data['name']!r} node {node_id!r} field 'workflow': no workflow named "
+                                f"{called!r} in the application (known: {', '.join(names)})")
+    return problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +206,11 @@ class ApplicationService:
             raise AppError(_describe(exc)) from exc
         if config.model is not None and config.model not in self._known_models():
             raise AppError(f"model {config.model!r} is not configured (known: {', '.join(self._known_models())})")
-        if config.workflow is not None:
-            for node_id, model in models_used(parse_workflow(config.workflow)):
+        for data in filter(None, [config.workflow, *config.workflows]):
+            where = "" if data is config.workflow else f"workflow {data['name']!r} "
+            for node_id, model in models_used(parse_workflow(data)):
                 if model not in self._known_models():
-                    raise AppError(f"workflow node {node_id!r}: model {model!r} is not configured "
+                    raise AppError(f"{where}workflow node {node_id!r}: model {model!r} is not configured "
                                    f"(known: {', '.join(self._known_models())})")
         if config.search.provider is not None and config.search.provider not in self._known_search():
             known = ", ".join(self._known_search()) or "none"

@@ -22,7 +22,7 @@ from parley.engine.prompt import render_role
 from parley.engine.images import image_urls
 from parley.engine.sources import DocumentSource, ImageSource, KnowledgeSource, SearchSource
 from parley.engine.turn import CheckpointPolicy, DirectReply, SearchRequest, TurnInfo, TurnPlan, TurnRequest, TurnRunner
-from parley.engine.workflows import WorkflowHost
+from parley.engine.workflows import RunBusy, WorkflowHost
 from parley.ids import new_id
 from parley.models.registry import ModelRegistry
 from parley.store.apps import AppRow, ReleaseRow
@@ -203,11 +203,15 @@ class Engine:
         try:
             workflow = None
             if direct is None and app.workflow is not None and request.workflow_enabled and self.workflows is not None:
-                workflow = await self.workflows.turn(
-                    release.id, release.version, app.workflow, app_id=app_row.id, session_id=request.session_id,
-                    visitor_id=request.visitor_id, question=request.content, model=request.model_name or app.model,
-                    inputs=request.custom_variables, knowledge_settings=app.knowledge,
-                )
+                try:
+                    workflow = await self.workflows.turn(
+                        release.id, release.version, app.workflow, app_id=app_row.id, session_id=request.session_id,
+                        visitor_id=request.visitor_id, question=request.content, model=request.model_name or app.model,
+                        inputs=request.custom_variables, knowledge_settings=app.knowledge,
+                        workflows=app.workflows,
+                    )
+                except RunBusy as exc:
+                    raise TurnRejected(ErrorKind.CONCURRENCY_EXCEEDED, str(exc)) from None
             now_ms = int(time.time() * 1000)
             question = RecordRow(
                 id=new_id(),
@@ -249,6 +253,8 @@ class Engine:
         except BaseException:
             if limit_key is not None:
                 await self.limiter.release(limit_key)
+            if workflow is not None:
+                await workflow.give_back()
             raise
 
         info = TurnInfo(
