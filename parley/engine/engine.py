@@ -422,11 +422,13 @@ class Engine:
             return []
         return await self.conversations.list_records(session.id, count, before_id)
 
-    async def workflow_runs(self, app_id: int, session_id: str | None = None, limit: int = 50) -> list[Any]:
-        """The application's (or one session's) workflow runs, newest first: state and trace."""
+    async def workflow_runs(self, app_id: int, session_id: str | None = None, limit: int = 50, *,
+                            status: str | None = None, before: int | None = None) -> list[Any]:
+        """The application's workflow runs (of one session, in one status, older than `before`),
+        newest first: state and trace."""
         if self.workflows is None:
             return []
-        return await self.workflows.runs.list(app_id, session_id, limit)
+        return await self.workflows.runs.list(app_id, session_id, limit, status=status, before=before)
 
     async def workflow_run(self, app_id: int, run_id: int) -> Any | None:
         """One workflow run of the application, with its trace; None if there is none such."""

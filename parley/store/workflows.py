@@ -109,13 +109,18 @@ class WorkflowRunRepository:
         stale = (workflow_runs.c.status == "running") & (workflow_runs.c.updated_at < int(time.time() * 1000) - stale_after_ms)
         return sa.or_(waiting, stale)
 
-    async def list(self, app_id: int, session_id: str | None = None, limit: int = 50) -> list[WorkflowRunRow]:
-        """An application's (or one session's) runs, newest first."""
+    async def list(self, app_id: int, session_id: str | None = None, limit: int = 50, *, status: str | None = None,
+                   before: int | None = None) -> list[WorkflowRunRow]:
+        """An application's runs (of one session, in one status), newest first; `before` pages
+        on: only runs older than that run id (ids grow with time)."""
         condition = workflow_runs.c.app_id == app_id
         if session_id is not None:
             condition = condition & (workflow_runs.c.session_id == session_id)
-        query = workflow_runs.select().where(condition).order_by(workflow_runs.c.created_at.desc(),
-                                                                 workflow_runs.c.id.desc()).limit(limit)
+        if status is not None:
+            condition = condition & (workflow_runs.c.status == status)
+        if before is not None:
+            condition = condition & (workflow_runs.c.id < before)
+        query = workflow_runs.select().where(condition).order_by(workflow_runs.c.id.desc()).limit(limit)
         async with self._engine.connect() as conn:
             return [_row(r) for r in await conn.execute(query)]
 

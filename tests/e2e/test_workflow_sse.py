@@ -120,6 +120,30 @@ def test_runs_are_readable_through_the_admin_api(parley, model):
     assert parley.admin("GET", "/admin/apps/wf-traced/workflow-runs", params={"limit": "0"}).status_code == 400
 
 
+def test_the_run_trace_pages_filters_and_shows_values_and_timings(parley, model):
+    app = parley.create_app("wf-paged", workflow=MENU)
+    for session in ("wf-p1", "wf-p2", "wf-p3"):
+        ask(parley, app, session, "drink?")
+    ask(parley, app, "wf-p2", "Tea")
+    path = "/admin/apps/wf-paged/workflow-runs"
+    newest_first = [r["run_id"] for r in parley.admin("GET", path).json()]
+    assert len(newest_first) == 3
+    page = parley.admin("GET", path, params={"limit": 2}).json()
+    rest = parley.admin("GET", path, params={"limit": 2, "before": page[-1]["run_id"]}).json()
+    assert [r["run_id"] for r in page + rest] == newest_first
+    waiting = parley.admin("GET", path, params={"status": "suspended"}).json()
+    assert sorted(r["session_id"] for r in waiting) == ["wf-p1", "wf-p3"] and waiting[0]["waiting"] == "pick"
+    [done] = parley.admin("GET", path, params={"status": "finished"}).json()
+    assert done["session_id"] == "wf-p2" and done["node_count"] == 4 and done["cost_ms"] >= 0
+    detail = parley.admin("GET", f"{path}/{done['run_id']}").json()
+    assert detail["values"]["pick"] == {"choice": "Tea", "index": 0} and detail["values"]["sys"]["query"] == "Tea"
+    assert all(n["started_at"] > 0 and n["cost_ms"] >= 0 for n in detail["nodes"])
+    pending = parley.admin("GET", f"{path}/{waiting[0]['run_id']}").json()
+    assert pending["node_state"]["pick"]  # what the waiting node keeps between questions
+    for bad in ({"status": "sleeping"}, {"before": "x"}):
+        assert parley.admin("GET", path, params=bad).status_code == 400
+
+
 def test_a_broken_run_is_traced_with_its_failure(parley, model):
     app = parley.create_app("wf-broken-trace", workflow=BROKEN)
     ask(parley, app, "wf-s6", "go")

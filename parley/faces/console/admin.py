@@ -218,17 +218,28 @@ async def _app(request: Request, services: Services) -> App | Response:
     return app
 
 
+RUN_STATUSES = ("suspended", "running", "finished", "failed", "abandoned")
+
+
 def run_json(run: Any, trace: bool = False) -> dict[str, Any]:
-    """A stored workflow run; with `trace`, every node's record and the run's values."""
+    """A stored workflow run: where it stands and, with `trace`, every node's record (input,
+    output, raw output, failure, start and cost, model time and usage, the loop or workflow node
+    it ran in), the run's values (each node's outputs, the system values) and what waiting nodes
+    keep between questions."""
+    state = run.state
+    records = state.get("records", [])
     data: dict[str, Any] = {
         "run_id": str(run.id), "session_id": run.session_id, "workflow_name": run.workflow_name,
-        "status": run.status, "error": run.error, "record_id": str(run.record_id) if run.record_id else "",
+        "status": run.status, "error": run.error, "failed_node": state.get("failed_node"),
+        "waiting": state.get("waiting"), "record_id": str(run.record_id) if run.record_id else "",
         "release_version": run.release_version, "created_at": run.created_at, "updated_at": run.updated_at,
+        "node_count": len(records),
+        "cost_ms": round(sum(r.get("cost_ms", 0) for r in records if not r.get("belong_node_id")), 3),
+        "model_ms": round(sum(r.get("model_ms", 0) for r in records if not r.get("belong_node_id")), 3),
     }
     if trace:
-        state = run.state
-        data.update(reply=state.get("reply", ""), outputs=state.get("outputs", {}), waiting=state.get("waiting"),
-                    failed_node=state.get("failed_node"), nodes=state.get("records", []))
+        data.update(reply=state.get("reply", ""), outputs=state.get("outputs", {}), nodes=records,
+                    values=state.get("values", {}), node_state=state.get("node_state", {}))
     return data
 
 
@@ -236,13 +247,20 @@ async def workflow_runs(request: Request, services: Services) -> Response:
     app = await _app(request, services)
     if isinstance(app, Response):
         return app
+    query = request.query_params
     try:
-        limit = int(request.query_params.get("limit", "50"))
+        limit = int(query.get("limit", "50"))
     except ValueError:
         return error_response(400, "bad_request", "limit must be an integer")
     if not 1 <= limit <= 1000:
         return error_response(400, "bad_request", "limit must be between 1 and 1000")
-    runs = await services.engine.workflow_runs(app.id, request.query_params.get("session_id"), limit)
+    status = query.get("status")
+    if status is not None and status not in RUN_STATUSES:
+        return error_response(400, "bad_request", f"status must be one of {', '.join(RUN_STATUSES)}")
+    before = parse_id(query["before"]) if "before" in query else None
+    if "before" in query and before is None:
+        return error_response(400, "bad_request", "before must be a run id (decimal digits)")
+    runs = await services.engine.workflow_runs(app.id, query.get("session_id"), limit, status=status, before=before)
     return json_response([run_json(r) for r in runs])
 
 
