@@ -174,6 +174,9 @@ def test_two_questions_at_once_resume_a_paused_run_only_once(parley, model):
     app = parley.create_app("wf-race", workflow=SLOW_MENU)
     paused = ask(parley, app, "wf-s7", "a drink").answer_replies[-1]
     run_id = paused["work_flow"]["workflow_run_id"]
+    # a question refused after it claimed the run (the session is another visitor's) gives it back
+    intruder = ask(parley, app, "wf-s7", "Tea", visitor_biz_id="wf-intruder")
+    assert intruder.of("error") and intruder.of("error")[0]["error"]["code"] != 460011
     model.script("slowly", content="Brewed.", ttft=1.5)
     with ThreadPoolExecutor(2) as pool:
         streams = list(pool.map(lambda _: ask(parley, app, "wf-s7", "Tea"), range(2)))
