@@ -227,15 +227,14 @@ class ApplicationService:
             await announce()
 
     def validate(self, data: dict[str, Any]) -> AppConfig:
+        if isinstance(data, dict):
+            self._check_workflows(data.get("workflow"), data.get("workflows"))
         try:
             config = AppConfig.model_validate(data)
         except ValidationError as exc:
             raise AppError(_describe(exc)) from exc
         if config.model is not None and config.model not in self._known_models():
             raise AppError(f"model {config.model!r} is not configured (known: {', '.join(self._known_models())})")
-        if config.workflow is not None:
-            if problems := self._model_problems(config):
-                raise WorkflowRejected(problems)
         if config.search.provider is not None and config.search.provider not in self._known_search():
             known = ", ".join(self._known_search()) or "none"
             raise AppError(f"search.provider {config.search.provider!r} is not configured (known: {known})")
@@ -243,13 +242,42 @@ class ApplicationService:
             raise AppError(f"vision_model {config.vision_model!r} is not configured (known: {', '.join(self._known_models())})")
         return config
 
-    def _model_problems(self, config: AppConfig) -> list[WorkflowProblem]:
+    def _check_workflows(self, workflow: Any, workflows: Any, *, models: dict[str, str] | None = None,
+                         dify: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+        """An application's workflows as Parley data (with `dify`, Dify DSL documents imported
+        on the way) and the import's notes; raises WorkflowRejected naming every workflow, node
+        and field at fault: definitions, models that are not configured, workflow nodes naming
+        no workflow of the application. Fields of the wrong shape are left to AppConfig."""
+        others = workflows if isinstance(workflows, list) else []
+        documents = [workflow, *others] if workflow is not None else []
+        if workflow is None and others:
+            raise WorkflowRejected(workflow_call_problems(None, others))
         known = self._known_models()
-        return [
-            WorkflowProblem(data["name"], node_id, "model", f"model {model!r} is not configured (known: {', '.join(known)})")
-            for data in filter(None, [config.workflow, *config.workflows])
-            for node_id, model in models_used(parse_workflow(data)) if model not in known
-        ]
+        parsed: list[dict[str, Any]] = []
+        notes: list[str] = []
+        problems: list[WorkflowProblem] = []
+        for index, document in enumerate(documents):
+            label = document.get("name") if isinstance(document, dict) and isinstance(document.get("name"), str) else None
+            label = label or ("workflow" if index == 0 else f"workflows[{index - 1}]")
+            try:
+                if dify:
+                    definition, found = read_workflow(document, models=models, known_models=known)
+                    notes += [f"{definition.name}: {note}" for note in found]
+                else:
+                    definition = parse_workflow(document)
+            except WorkflowInvalid as exc:
+                problems += [WorkflowProblem(label, p.node, p.field, p.message) for p in exc.problems]
+                continue
+            parsed.append(definition.to_data())
+            problems += [
+                WorkflowProblem(definition.name, node_id, "model", f"model {model!r} is not configured (known: {', '.join(known)})")
+                for node_id, model in models_used(definition) if model not in known
+            ]
+        if not problems and parsed:
+            problems = workflow_call_problems(parsed[0], parsed[1:])
+        if problems:
+            raise WorkflowRejected(problems)
+        return parsed, notes
 
     async def set_workflow(self, name: str, workflow: Any, workflows: list[Any] | None = None, *,
                            models: dict[str, str] | None = None, dry_run: bool = False) -> tuple[App, list[str]]:
@@ -260,27 +288,8 @@ class ApplicationService:
         notes; raises WorkflowRejected naming every workflow, node and field at fault. With
         `dry_run` nothing is stored."""
         row = await self._require(name)
-        if workflow is None and workflows:
-            raise WorkflowRejected(workflow_call_problems(None, workflows))
-        parsed: list[dict[str, Any]] = []
-        notes: list[str] = []
-        problems: list[WorkflowProblem] = []
-        for index, document in enumerate([workflow, *(workflows or [])] if workflow is not None else []):
-            label = document.get("name") if isinstance(document, dict) and isinstance(document.get("name"), str) else None
-            label = label or ("workflow" if index == 0 else f"workflows[{index - 1}]")
-            try:
-                definition, found = read_workflow(document, models=models, known_models=self._known_models())
-            except WorkflowInvalid as exc:
-                problems += [WorkflowProblem(label, p.node, p.field, p.message) for p in exc.problems]
-                continue
-            parsed.append(definition.to_data())
-            notes += [f"{definition.name}: {note}" for note in found]
-        if problems:
-            raise WorkflowRejected(problems)
-        data = {**row.config, "workflow": parsed[0] if parsed else None, "workflows": parsed[1:]}
-        if problems := workflow_call_problems(data["workflow"], data["workflows"]):
-            raise WorkflowRejected(problems)
-        config = self.validate(data)
+        parsed, notes = self._check_workflows(workflow, workflows or [], models=models, dify=True)
+        config = self.validate({**row.config, "workflow": parsed[0] if parsed else None, "workflows": parsed[1:]})
         if not dry_run:
             await self._repo.update_config(row.id, config.model_dump())
         app = await self.get(name)

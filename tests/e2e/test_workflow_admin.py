@@ -29,7 +29,8 @@ WORKFLOW = {
 def test_a_workflow_is_validated_when_applied(parley):
     bad = {**WORKFLOW, "nodes": [*WORKFLOW["nodes"][:2], {"id": "end", "type": "end", "reply": "{{ask.txt}}"}]}
     response = parley.admin("POST", "/admin/apps", json={"name": "wf-bad", "workflow": bad})
-    assert response.status_code == 400
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_workflow"
+    assert response.json()["error"]["problems"][0] | {"message": ""} == {"workflow": "desk", "node": "end", "field": "reply", "message": ""}
     assert "node 'end' field 'reply': {{ask.txt}}: node 'ask' has no output 'txt'" in response.json()["error"]["message"]
 
     unknown_model = {**WORKFLOW, "nodes": [WORKFLOW["nodes"][0], {**WORKFLOW["nodes"][1], "model": "gpt-nothing"}, WORKFLOW["nodes"][2]]}
