@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape as markup_escape
 
 from parley.config import Settings, load_settings
 
@@ -568,8 +569,48 @@ def kb_qa_list(
         console.print(f"{pair.id}  Q: {pair.question}{similar}\n    A: {pair.answer}", highlight=False)
 
 
+def workflow_apply(
+    file: Path = typer.Argument(..., exists=True, readable=True, help="A Parley workflow or a Dify DSL file."),
+    app: str = typer.Option(..., "--app", "-a", help="The application whose draft gets the workflow."),
+    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Map a Dify model to a Parley one: DIFY=PARLEY (repeatable)."),
+    publish: bool = typer.Option(False, "--publish", help="Publish the application afterwards (visitors see it at once)."),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+) -> None:
+    """Put a workflow into an application's draft; visitors get it at the next publish. The
+    workflows its workflow nodes name are read from NAME.yaml beside FILE and go with it."""
+    from parley.engine.apps import AppError, WorkflowRejected
+    from parley.workflow.cli import console as out
+    from parley.workflow.cli import err as errors
+    from parley.workflow.cli import model_map, problems_exit, with_called
+
+    documents = with_called(file)
+
+    async def work(services: Any) -> Any:
+        found, notes = await services.apps.set_workflow(app, documents[0], documents[1:], models=model_map(model))
+        if publish:
+            found = await services.apps.publish(app)
+        return found, notes
+
+    try:
+        found, notes = _run(_settings(config, data_dir), work)
+    except WorkflowRejected as exc:
+        raise problems_exit(file, exc.problems) from None
+    except AppError as exc:
+        errors.print(f"[red]{markup_escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
+    for note in notes:
+        errors.print(markup_escape(f"note: {note}"))
+    names = ", ".join(repr(w["name"]) for w in [found.draft.workflow, *found.draft.workflows])
+    out.print(markup_escape(f"applied workflow {names} to the draft of {_describe(found)}"))
+    if not publish:
+        out.print(markup_escape(f"visitors get it at the next publish: parley app publish {app}"))
+
+
 def _add_workflow_commands() -> None:
     from parley.workflow.cli import workflow_cli
+
+    workflow_cli.command("apply")(workflow_apply)  # here: it needs the applications (the engine)
 
     cli.add_typer(workflow_cli, name="workflow")
 

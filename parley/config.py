@@ -376,6 +376,10 @@ class WorkflowServerSettings(BaseModel):
     http_timeout: float = Field(10.0, gt=0, le=600)
     node_timeout: float = Field(60.0, gt=0, le=3600)
     """Seconds a node may take unless its own `timeout` says otherwise."""
+    claim_timeout: float = Field(600.0, gt=0, le=86400)
+    """Seconds a question may hold a paused run it resumed before the run is saved again. A
+    run left claimed longer (its server died mid-run) is resumed by the session's next question
+    from the state stored when it paused; until then other questions get the busy error."""
 
 
 class SearchProviderConfig(BaseModel):

@@ -6,17 +6,19 @@ faces serve the latest release only, so edits reach visitors at the next publish
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from parley.knowledge.settings import KnowledgeSettings
 from parley.search.settings import SearchAppSettings
 from parley.store.apps import AppRepository, AppRow, PublishConflict, ReleaseRow
-from parley.workflow.definition import WorkflowInvalid, models_used, parse_workflow
+from parley.workflow.definition import WorkflowInvalid, models_used, parse_workflow, workflows_called
+from parley.workflow.documents import read_workflow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -68,6 +70,9 @@ class AppConfig(BaseModel):
     workflow: dict[str, Any] | None = None
     """The workflow that answers this application's questions (docs/workflows.md), in Parley's
     format; part of the configuration, so a draft's changes reach visitors at the next publish."""
+    workflows: list[dict[str, Any]] = Field(default_factory=list)
+    """Further workflows, run by the workflow nodes (type `workflow`, ADP NodeType 14) that name
+    them; released with the application like `workflow`."""
     search: SearchAppSettings = Field(default_factory=SearchAppSettings)
     """Online search: on or off by default, which engine, how many results."""
     vision_model: str | None = None
@@ -84,12 +89,80 @@ class AppConfig(BaseModel):
         except WorkflowInvalid as exc:
             raise ValueError(str(exc)) from None
 
+    @field_validator("workflows")
+    @classmethod
+    def _workflows(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        parsed = []
+        for index, data in enumerate(value):
+            try:
+                parsed.append(parse_workflow(data).to_data())
+            except WorkflowInvalid as exc:
+                name = data.get("name") if isinstance(data, dict) else None
+                raise ValueError(f"{index} ({name!r}): {exc}" if name else f"{index}: {exc}") from None
+        return parsed
+
+    @model_validator(mode="after")
+    def _calls_resolve(self) -> AppConfig:
+        """Every workflow node names a workflow the application has, once each name."""
+        problems = workflow_call_problems(self.workflow, self.workflows)
+        if problems:
+            raise ValueError("; ".join(map(str, problems)))
+        return self
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit")
         return value
+
+
+class AppError(Exception):
+    """An application definition or operation the operator has to correct."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowProblem:
+    """One thing wrong with an application's workflows: which workflow, node and field, and what."""
+
+    workflow: str | None
+    node: str | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = " ".join(filter(None, [
+            f"workflow {self.workflow!r}" if self.workflow else "", f"node {self.node!r}" if self.node else "",
+            f"field {self.field!r}" if self.field else "",
+        ]))
+        return f"{where}: {self.message}" if where else self.message
+
+
+class WorkflowRejected(AppError):
+    """An application's workflows do not validate; `problems` name workflow, node and field."""
+
+    def __init__(self, problems: list[WorkflowProblem]) -> None:
+        super().__init__("; ".join(map(str, problems)))
+        self.problems = problems
+
+
+def workflow_call_problems(main: dict[str, Any] | None, others: list[dict[str, Any]]) -> list[WorkflowProblem]:
+    """What is wrong between an application's workflows (already parsed): two of one name, a
+    workflow node naming none of them, further workflows with no main one."""
+    if main is None:
+        return [WorkflowProblem(None, None, "workflows", "there are further workflows but no `workflow` to run them")] if others else []
+    problems = []
+    names = [main["name"]]
+    for data in others:
+        if data["name"] in names:
+            problems.append(WorkflowProblem(data["name"], None, "name", "two of the application's workflows have this name"))
+        names.append(data["name"])
+    for data in [main, *others]:
+        for node_id, called in workflows_called(parse_workflow(data)):
+            if called not in names:
+                problems.append(WorkflowProblem(data["name"], node_id, "workflow", f"no workflow named {called!r} in "
+                                                f"the application (known: {', '.join(names)})"))
+    return problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +189,6 @@ class App:
     @property
     def has_unpublished_changes(self) -> bool:
         return self.release != self.draft
-
-
-class AppError(Exception):
-    """An application definition or operation the operator has to correct."""
 
 
 class AppConflict(Exception):
@@ -158,23 +227,75 @@ class ApplicationService:
             await announce()
 
     def validate(self, data: dict[str, Any]) -> AppConfig:
+        if isinstance(data, dict):
+            self._check_workflows(data.get("workflow"), data.get("workflows"))
         try:
             config = AppConfig.model_validate(data)
         except ValidationError as exc:
             raise AppError(_describe(exc)) from exc
         if config.model is not None and config.model not in self._known_models():
             raise AppError(f"model {config.model!r} is not configured (known: {', '.join(self._known_models())})")
-        if config.workflow is not None:
-            for node_id, model in models_used(parse_workflow(config.workflow)):
-                if model not in self._known_models():
-                    raise AppError(f"workflow node {node_id!r}: model {model!r} is not configured "
-                                   f"(known: {', '.join(self._known_models())})")
         if config.search.provider is not None and config.search.provider not in self._known_search():
             known = ", ".join(self._known_search()) or "none"
             raise AppError(f"search.provider {config.search.provider!r} is not configured (known: {known})")
         if config.vision_model is not None and config.vision_model not in self._known_models():
             raise AppError(f"vision_model {config.vision_model!r} is not configured (known: {', '.join(self._known_models())})")
         return config
+
+    def _check_workflows(self, workflow: Any, workflows: Any, *, models: dict[str, str] | None = None,
+                         dify: bool = False) -> tuple[list[dict[str, Any]], list[str]]:
+        """An application's workflows as Parley data (with `dify`, Dify DSL documents imported
+        on the way) and the import's notes; raises WorkflowRejected naming every workflow, node
+        and field at fault: definitions, models that are not configured, workflow nodes naming
+        no workflow of the application. Fields of the wrong shape are left to AppConfig."""
+        others = workflows if isinstance(workflows, list) else []
+        documents = [workflow, *others] if workflow is not None else []
+        if workflow is None and others:
+            raise WorkflowRejected(workflow_call_problems(None, others))
+        known = self._known_models()
+        parsed: list[dict[str, Any]] = []
+        notes: list[str] = []
+        problems: list[WorkflowProblem] = []
+        for index, document in enumerate(documents):
+            label = document.get("name") if isinstance(document, dict) and isinstance(document.get("name"), str) else None
+            label = label or ("workflow" if index == 0 else f"workflows[{index - 1}]")
+            try:
+                if dify:
+                    definition, found = read_workflow(document, models=models, known_models=known)
+                    notes += [f"{definition.name}: {note}" for note in found]
+                else:
+                    definition = parse_workflow(document)
+            except WorkflowInvalid as exc:
+                problems += [WorkflowProblem(label, p.node, p.field, p.message) for p in exc.problems]
+                continue
+            parsed.append(definition.to_data())
+            problems += [
+                WorkflowProblem(definition.name, node_id, "model", f"model {model!r} is not configured (known: {', '.join(known)})")
+                for node_id, model in models_used(definition) if model not in known
+            ]
+        if not problems and parsed:
+            problems = workflow_call_problems(parsed[0], parsed[1:])
+        if problems:
+            raise WorkflowRejected(problems)
+        return parsed, notes
+
+    async def set_workflow(self, name: str, workflow: Any, workflows: list[Any] | None = None, *,
+                           models: dict[str, str] | None = None, dry_run: bool = False) -> tuple[App, list[str]]:
+        """Puts workflows into the application's draft (visitors get them at the next publish):
+        `workflow` answers its questions, `workflows` are those its workflow nodes run; each in
+        Parley's format or a Dify DSL document, imported on the way (`models` maps Dify's model
+        names to configured ones). None removes them. Returns the application and the import's
+        notes; raises WorkflowRejected naming every workflow, node and field at fault. With
+        `dry_run` nothing is stored."""
+        row = await self._require(name)
+        parsed, notes = self._check_workflows(workflow, workflows or [], models=models, dify=True)
+        config = self.validate({**row.config, "workflow": parsed[0] if parsed else None, "workflows": parsed[1:]})
+        if not dry_run:
+            await self._repo.update_config(row.id, config.model_dump())
+        app = await self.get(name)
+        if dry_run:
+            app = dataclasses.replace(app, draft=config)  # type: ignore[arg-type]
+        return app, notes  # type: ignore[return-value]
 
     async def apply(self, data: dict[str, Any]) -> tuple[App, bool]:
         """Creates the application or replaces its draft; returns it and whether it is new."""

@@ -22,7 +22,7 @@ from parley.engine.prompt import render_role
 from parley.engine.images import image_urls
 from parley.engine.sources import DocumentSource, ImageSource, KnowledgeSource, SearchSource
 from parley.engine.turn import CheckpointPolicy, DirectReply, SearchRequest, TurnInfo, TurnPlan, TurnRequest, TurnRunner
-from parley.engine.workflows import WorkflowHost
+from parley.engine.workflows import RunBusy, WorkflowHost
 from parley.ids import new_id
 from parley.models.registry import ModelRegistry
 from parley.store.apps import AppRow, ReleaseRow
@@ -203,11 +203,15 @@ class Engine:
         try:
             workflow = None
             if direct is None and app.workflow is not None and request.workflow_enabled and self.workflows is not None:
-                workflow = await self.workflows.turn(
-                    release.id, release.version, app.workflow, app_id=app_row.id, session_id=request.session_id,
-                    visitor_id=request.visitor_id, question=request.content, model=request.model_name or app.model,
-                    inputs=request.custom_variables, knowledge_settings=app.knowledge,
-                )
+                try:
+                    workflow = await self.workflows.turn(
+                        release.id, release.version, app.workflow, app_id=app_row.id, session_id=request.session_id,
+                        visitor_id=request.visitor_id, question=request.content, model=request.model_name or app.model,
+                        inputs=request.custom_variables, knowledge_settings=app.knowledge,
+                        workflows=app.workflows,
+                    )
+                except RunBusy as exc:
+                    raise TurnRejected(ErrorKind.CONCURRENCY_EXCEEDED, str(exc)) from None
             now_ms = int(time.time() * 1000)
             question = RecordRow(
                 id=new_id(),
@@ -249,6 +253,8 @@ class Engine:
         except BaseException:
             if limit_key is not None:
                 await self.limiter.release(limit_key)
+            if workflow is not None:
+                await workflow.give_back()
             raise
 
         info = TurnInfo(
@@ -416,11 +422,13 @@ class Engine:
             return []
         return await self.conversations.list_records(session.id, count, before_id)
 
-    async def workflow_runs(self, app_id: int, session_id: str | None = None, limit: int = 50) -> list[Any]:
-        """The application's (or one session's) workflow runs, newest first: state and trace."""
+    async def workflow_runs(self, app_id: int, session_id: str | None = None, limit: int = 50, *,
+                            status: str | None = None, before: int | None = None) -> list[Any]:
+        """The application's workflow runs (of one session, in one status, older than `before`),
+        newest first: state and trace."""
         if self.workflows is None:
             return []
-        return await self.workflows.runs.list(app_id, session_id, limit)
+        return await self.workflows.runs.list(app_id, session_id, limit, status=status, before=before)
 
     async def workflow_run(self, app_id: int, run_id: int) -> Any | None:
         """One workflow run of the application, with its trace; None if there is none such."""

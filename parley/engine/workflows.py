@@ -71,6 +71,11 @@ class WorkflowTurn:
             release_version=self.release_version,
         ))
 
+    async def give_back(self) -> None:
+        """The question that resumed the run was refused before the run went on: the run waits again."""
+        if self.resumed:
+            await self.runs.unclaim(int(self.state.run_id))
+
 
 class WorkflowHost:
     """Starts and resumes runs for the engine."""
@@ -81,29 +86,41 @@ class WorkflowHost:
         self.runs = runs
         self.models = models
         self.knowledge = knowledge
-        self._definitions: dict[int, WorkflowDefinition] = {}  # by release id: releases never change
+        self._definitions: dict[int, dict[str, WorkflowDefinition]] = {}  # by release id: releases never change
 
-    def definition(self, release_id: int, data: dict[str, Any]) -> WorkflowDefinition:
-        definition = self._definitions.get(release_id)
-        if definition is None:
-            definition = self._definitions[release_id] = parse_workflow(data)
-        return definition
+    def definitions(self, release_id: int, data: dict[str, Any], others: list[dict[str, Any]]) -> dict[str, WorkflowDefinition]:
+        """The release's workflows by name (the application's `workflow` and `workflows`)."""
+        found = self._definitions.get(release_id)
+        if found is None:
+            found = self._definitions[release_id] = {d.name: d for d in map(parse_workflow, [data, *others])}
+        return found
 
     async def turn(
         self, release_id: int, release_version: int | None, data: dict[str, Any], *, app_id: int, session_id: str,
         visitor_id: str, question: str, model: str | None, inputs: dict[str, str], knowledge_settings: Any = None,
+        workflows: list[dict[str, Any]] | None = None,
     ) -> WorkflowTurn:
-        definition = self.definition(release_id, data)
+        library = self.definitions(release_id, data, workflows or [])
+        definition = library[data["name"]]
         retriever = (KnowledgeRetriever(self.knowledge, app_id, knowledge_settings)
                      if self.knowledge is not None and knowledge_settings is not None else None)
-        runtime = runtime_from_settings(self.settings, chat=RegistryChat(self.models, model), retriever=retriever)
+        runtime = runtime_from_settings(self.settings, chat=RegistryChat(self.models, model), retriever=retriever,
+                                        workflows=library.get)
         runner = WorkflowRunner(runtime)
         system = SystemValues(query=question, visitor=visitor_id, session=session_id)
+        stale_ms = int(self.settings.claim_timeout * 1000)
         waiting = await self.runs.waiting(app_id, session_id)
         if waiting is not None and waiting.workflow_name == definition.name:
+            if not await self.runs.claim(waiting.id, stale_ms):
+                raise RunBusy(f"the session's workflow run {waiting.id} is already answering another question")
             state = runner.resume(RunState.model_validate(waiting.state), question, system)
             return WorkflowTurn(definition, runner, state, app_id, session_id, release_version, True, self.runs)
         if waiting is not None:  # the application now runs another workflow: the old run is over
-            await self.runs.close_waiting(app_id, session_id)
+            await self.runs.close_waiting(app_id, session_id, stale_ms)
         state = runner.start(definition, system, inputs)
         return WorkflowTurn(definition, runner, state, app_id, session_id, release_version, False, self.runs)
+
+
+class RunBusy(Exception):
+    """Another question of the session resumed its paused run first (ADP's busy error, 460011:
+    the client asks again once the answer in progress has ended)."""

@@ -11,8 +11,9 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from parley.workflow.definition import WorkflowDefinition, WorkflowInvalid, parse_workflow
+from parley.workflow.definition import WorkflowDefinition, WorkflowInvalid, parse_workflow, workflows_called
 from parley.workflow.dify import DifyImportError, import_dify
+from parley.workflow.documents import read_workflow
 
 workflow_cli = typer.Typer(help="Validate, import (Dify DSL) and try out workflows.", no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)
@@ -22,32 +23,30 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="TOML settings file (for t
 ModelMapOpt = typer.Option(None, "--model", "-m", help="Map a Dify model to a Parley one: DIFY=PARLEY (repeatable).")
 
 
-def _is_dify(document: Any) -> bool:
-    """Dify's files say `kind: app` and keep the graph under `workflow:`; Parley's `workflow:` is a number."""
-    return isinstance(document, dict) and (document.get("kind") == "app" or isinstance(document.get("workflow"), dict))
+def _document(file: Path) -> Any:
+    try:
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        err.print(f"[red]{file}: not YAML: {exc}[/]")
+        raise typer.Exit(2) from None
+
+
+def problems_exit(file: Path, problems: list[Any]) -> typer.Exit:
+    err.print(f"[red]{file}: {len(problems)} problem{'s' if len(problems) != 1 else ''}:[/]")
+    for problem in problems:
+        err.print(escape(f"  {problem}"))
+    return typer.Exit(2)
 
 
 def _load(file: Path, models: list[str] | None = None, known: list[str] | None = None) -> tuple[WorkflowDefinition, list[str]]:
     """A Parley workflow or a Dify DSL file (imported on the way), validated."""
     try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        err.print(f"[red]{file}: not YAML: {exc}[/]")
-        raise typer.Exit(2) from None
-    notes: list[str] = []
-    try:
-        if _is_dify(document):
-            document, notes = import_dify(document, models=_model_map(models), known_models=known)
-        return parse_workflow(document), notes
-    except (DifyImportError, WorkflowInvalid) as exc:
-        problems = exc.problems
-        err.print(f"[red]{file}: {len(problems)} problem{'s' if len(problems) != 1 else ''}:[/]")
-        for problem in problems:
-            err.print(escape(f"  {problem}"))
-        raise typer.Exit(2) from None
+        return read_workflow(_document(file), models=model_map(models), known_models=known)
+    except WorkflowInvalid as exc:
+        raise problems_exit(file, exc.problems) from None
 
 
-def _model_map(pairs: list[str] | None) -> dict[str, str]:
+def model_map(pairs: list[str] | None) -> dict[str, str]:
     mapping = {}
     for pair in pairs or []:
         dify, sep, parley = pair.partition("=")
@@ -68,6 +67,26 @@ def validate(file: Path = typer.Argument(..., exists=True, readable=True, help="
     console.print(f"{file}: workflow {definition.name!r} is valid ({len(definition.nodes)} nodes)")
 
 
+def with_called(file: Path) -> list[Any]:
+    """FILE's document, then those of the workflows its workflow nodes name (NAME.yaml beside
+    it, and theirs in turn), each once. Unreadable or missing ones are left to validation."""
+    documents = [_document(file)]
+    seen = {file.resolve()}
+    index = 0
+    while index < len(documents):
+        try:
+            called = [name for _, name in workflows_called(read_workflow(documents[index])[0])]
+        except WorkflowInvalid:
+            called = []
+        for name in called:
+            path = file.with_name(f"{name}.yaml")
+            if path.resolve() not in seen and path.exists():
+                seen.add(path.resolve())
+                documents.append(_document(path))
+        index += 1
+    return documents
+
+
 @workflow_cli.command("import")
 def import_(
     file: Path = typer.Argument(..., exists=True, readable=True, help="A Dify DSL file (kind: app)."),
@@ -81,7 +100,7 @@ def import_(
     document = yaml.safe_load(file.read_text(encoding="utf-8"))
     known = _known_models(config) if check_models else None
     try:
-        data, notes = import_dify(document, models=_model_map(model), known_models=known, name=name)
+        data, notes = import_dify(document, models=model_map(model), known_models=known, name=name)
         definition = parse_workflow(data)
     except (DifyImportError, WorkflowInvalid) as exc:
         err.print(f"[red]{file}: cannot import:[/]")

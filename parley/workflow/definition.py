@@ -581,16 +581,25 @@ def parse_workflow(data: Any) -> WorkflowDefinition:
     return definition
 
 
-def models_used(definition: WorkflowDefinition) -> list[tuple[str, str]]:
-    """(node id, model name) for every node that names a model, loop bodies included."""
-    found: list[tuple[str, str]] = []
+def walk_nodes(definition: WorkflowDefinition) -> list[tuple[str, NodeSpec]]:
+    """(path, node) for every node, loop bodies included (a body's node as `loop/node`)."""
+    found: list[tuple[str, NodeSpec]] = []
 
     def walk(nodes: list[NodeSpec], prefix: str) -> None:
         for node in nodes:
-            if isinstance(node, ModelNode) and node.model:
-                found.append((prefix + node.id, node.model))
+            found.append((prefix + node.id, node))
             if isinstance(node, LoopNode):
                 walk(node.body_nodes()[0], f"{prefix}{node.id}/")
 
     walk(definition.nodes, "")
     return found
+
+
+def models_used(definition: WorkflowDefinition) -> list[tuple[str, str]]:
+    """(node id, model name) for every node that names a model, loop bodies included."""
+    return [(path, node.model) for path, node in walk_nodes(definition) if isinstance(node, ModelNode) and node.model]
+
+
+def workflows_called(definition: WorkflowDefinition) -> list[tuple[str, str]]:
+    """(node id, workflow name) for every workflow node, loop bodies included."""
+    return [(path, node.workflow) for path, node in walk_nodes(definition) if isinstance(node, WorkflowNode)]

@@ -169,7 +169,7 @@ class DifyImport:
         mapped = self.models.get(name, name)
         known = list(self.known_models) if self.known_models is not None else None
         if known is not None and mapped not in known:
-            raise _Refused(f"model {name!r} is not configured here (map it: --model {name}=NAME; known: {', '.join(known)})")
+            raise _Refused(f"model {name!r} is not configured here (map it: --model {name}=NAME, or the admin API's models; known: {', '.join(known)})")
         return mapped
 
     def _port(self, source: str, handle: str) -> str | None:

@@ -96,6 +96,32 @@ def test_apply_refuses_a_bad_file_and_changes_nothing(parley, tmp_path):
     assert parley.admin("GET", "/admin/apps/cli-keep").json()["draft"]["greeting"] == "original"
 
 
+def test_workflow_apply_puts_a_workflow_into_the_draft(parley, tmp_path):
+    parley.create_app("cli-flow", publish=True, greeting="hello")
+    (tmp_path / "helper.yaml").write_text("name: helper\nnodes:\n  - {id: s, type: start}\n  - {id: e, type: end, reply: hi}\n"
+                                          "edges: [{source: s, target: e}]\n")
+    caller = tmp_path / "caller.yaml"
+    caller.write_text("name: caller\nnodes:\n  - {id: s, type: start}\n  - {id: call, type: workflow, workflow: helper}\n"
+                      "  - {id: e, type: end, reply: '{{call.reply}}'}\n"
+                      "edges: [{source: s, target: call}, {source: call, target: e}]\n")
+    applied = parley_cli(parley, "workflow", "apply", str(caller), "--app", "cli-flow")
+    assert applied.returncode == 0, applied.stderr
+    assert "applied workflow 'caller', 'helper' to the draft of cli-flow" in applied.stdout
+    shown = parley.admin("GET", "/admin/apps/cli-flow/workflow").json()
+    assert shown["workflow"]["name"] == "caller" and [w["name"] for w in shown["workflows"]] == ["helper"]
+    assert shown["release"]["workflow"] is None and shown["has_unpublished_changes"]  # visitors: at the next publish
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\nnodes:\n  - {id: s, type: start}\n  - {id: e, type: end, reply: '{{s.x}}'}\n"
+                      "edges: [{source: s, target: e}]\n")
+    refused = parley_cli(parley, "workflow", "apply", str(broken), "--app", "cli-flow")
+    assert refused.returncode == 2
+    assert "workflow 'broken' node 'e' field 'reply': {{s.x}}: node 's' has no output 'x'" in refused.stderr
+    assert parley.admin("GET", "/admin/apps/cli-flow/workflow").json()["workflow"]["name"] == "caller"
+    missing = parley_cli(parley, "workflow", "apply", str(caller), "--app", "cli-nothing")
+    assert missing.returncode == 2 and "no application named 'cli-nothing'" in missing.stderr
+
+
 def test_chat_reports_an_error_event(parley):
     result = subprocess.run(
         [sys.executable, "-m", "parley", "chat", "no-such-app-key", "--server", parley.url, "-m", "hello"],

@@ -138,6 +138,30 @@ def test_runs_are_readable_through_the_admin_api(parley, model):
     assert parley.admin("GET", "/admin/apps/wf-traced/workflow-runs", params={"limit": "0"}).status_code == 400
 
 
+def test_the_run_trace_pages_filters_and_shows_values_and_timings(parley, model):
+    app = parley.create_app("wf-paged", workflow=MENU)
+    for session in ("wf-p1", "wf-p2", "wf-p3"):
+        ask(parley, app, session, "drink?")
+    ask(parley, app, "wf-p2", "Tea")
+    path = "/admin/apps/wf-paged/workflow-runs"
+    newest_first = [r["run_id"] for r in parley.admin("GET", path).json()]
+    assert len(newest_first) == 3
+    page = parley.admin("GET", path, params={"limit": 2}).json()
+    rest = parley.admin("GET", path, params={"limit": 2, "before": page[-1]["run_id"]}).json()
+    assert [r["run_id"] for r in page + rest] == newest_first
+    waiting = parley.admin("GET", path, params={"status": "suspended"}).json()
+    assert sorted(r["session_id"] for r in waiting) == ["wf-p1", "wf-p3"] and waiting[0]["waiting"] == "pick"
+    [done] = parley.admin("GET", path, params={"status": "finished"}).json()
+    assert done["session_id"] == "wf-p2" and done["node_count"] == 4 and done["cost_ms"] >= 0
+    detail = parley.admin("GET", f"{path}/{done['run_id']}").json()
+    assert detail["values"]["pick"] == {"choice": "Tea", "index": 0} and detail["values"]["sys"]["query"] == "Tea"
+    assert all(n["started_at"] > 0 and n["cost_ms"] >= 0 for n in detail["nodes"])
+    pending = parley.admin("GET", f"{path}/{waiting[0]['run_id']}").json()
+    assert pending["node_state"]["pick"]  # what the waiting node keeps between questions
+    for bad in ({"status": "sleeping"}, {"before": "x"}):
+        assert parley.admin("GET", path, params=bad).status_code == 400
+
+
 def test_a_broken_run_is_traced_with_its_failure(parley, model):
     app = parley.create_app("wf-broken-trace", workflow=BROKEN)
     ask(parley, app, "wf-s6", "go")
@@ -145,3 +169,75 @@ def test_a_broken_run_is_traced_with_its_failure(parley, model):
     detail = parley.admin("GET", f"/admin/apps/wf-broken-trace/workflow-runs/{run['run_id']}").json()
     assert detail["status"] == "failed" and detail["failed_node"] == "start"
     assert detail["nodes"][-1]["fail_message"] == "required input 'n' is missing (custom_variables)"
+
+
+SLOW_MENU = {
+    "name": "slow-menu",
+    "nodes": [
+        {"id": "start", "type": "start"},
+        {"id": "pick", "type": "option_cards", "text": "Tea or coffee?", "options": ["Tea", "Coffee"]},
+        {"id": "brew", "type": "llm", "prompt": "Brew {{pick.choice}} slowly"},
+        {"id": "end", "type": "end", "reply": "{{brew.text}}"},
+    ],
+    "edges": [{"source": "start", "target": "pick"}, {"source": "pick", "target": "brew", "port": "Tea"},
+              {"source": "pick", "target": "brew", "port": "Coffee"}, {"source": "brew", "target": "end"}],
+}
+
+
+def test_two_questions_at_once_resume_a_paused_run_only_once(parley, model):
+    """The second question finds the run claimed by the first and gets ADP's busy error
+    (460011), rather than running the paused run a second time (before: both resumed it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = parley.create_app("wf-race", workflow=SLOW_MENU)
+    paused = ask(parley, app, "wf-s7", "a drink").answer_replies[-1]
+    run_id = paused["work_flow"]["workflow_run_id"]
+    # a question refused after it claimed the run (the session is another visitor's) gives it back
+    intruder = ask(parley, app, "wf-s7", "Tea", visitor_biz_id="wf-intruder")
+    assert intruder.of("error") and intruder.of("error")[0]["error"]["code"] != 460011
+    model.script("slowly", content="Brewed.", ttft=1.5)
+    with ThreadPoolExecutor(2) as pool:
+        streams = list(pool.map(lambda _: ask(parley, app, "wf-s7", "Tea"), range(2)))
+    answered = [s for s in streams if s.answer_replies and s.answer_replies[-1]["is_final"]]
+    refused = [s for s in streams if s.of("error")]
+    assert len(answered) == 1 and len(refused) == 1, [s.raw for s in streams]
+    final = answered[0].answer_replies[-1]
+    assert final["content"] == "Brewed." and final["work_flow"]["workflow_run_id"] == run_id
+    [error] = refused[0].of("error")
+    assert error["error"]["code"] == 460011
+    assert model.stats()["calls"] == 1
+    run = parley.admin("GET", f"/admin/apps/wf-race/workflow-runs/{run_id}").json()
+    assert run["status"] == "finished" and [n["node_id"] for n in run["nodes"]].count("brew") == 1
+    # the refused question left the session able to go on
+    assert ask(parley, app, "wf-s7", "again").answer_replies[-1]["option_cards"] == ["Tea", "Coffee"]
+
+
+def test_a_workflow_node_pauses_with_its_inner_workflow(parley, model):
+    """A workflow node (NodeType 14) whose workflow shows option cards pauses the outer run;
+    the click resumes inside the inner workflow, then the outer one ends."""
+    outer = {
+        "name": "shop",
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "order", "type": "workflow", "workflow": "menu"},
+            {"id": "end", "type": "end", "reply": "Order: {{order.reply}}"},
+        ],
+        "edges": [{"source": "start", "target": "order"}, {"source": "order", "target": "end"}],
+    }
+    app = parley.create_app("wf-nested", workflow=outer, workflows=[MENU])
+    first = ask(parley, app, "wf-s8", "shopping").answer_replies
+    final = first[-1]
+    assert final["content"] == "Tea or coffee?" and final["option_cards"] == ["Tea", "Coffee"]
+    nodes = [r["work_flow"]["current_node"] for r in first if r.get("work_flow") and not r["is_final"]]
+    assert ("pick", 1, "order") in [(n["NodeID"], n["Status"], n["BelongNodeID"]) for n in nodes]
+    assert (nodes[-1]["NodeID"], nodes[-1]["NodeType"], nodes[-1]["Status"]) == ("order", 14, 1)
+    second = ask(parley, app, "wf-s8", "Tea").answer_replies
+    assert second[-1]["content"] == "Order: Tea it is" and second[-1]["reply_method"] == 16
+    assert second[-1]["work_flow"]["workflow_run_id"] == final["work_flow"]["workflow_run_id"]
+    resumed = [(r["work_flow"]["current_node"]["NodeID"], r["work_flow"]["current_node"]["Status"])
+               for r in second if r.get("work_flow") and not r["is_final"]]
+    assert resumed[:2] == [("pick", 2), ("tea", 1)] and resumed[-2:] == [("end", 1), ("end", 2)]
+
+    refused = parley.admin("POST", "/admin/apps", json={"name": "wf-nested", "workflow": outer})
+    assert refused.status_code == 400
+    assert "node 'order' field 'workflow': no workflow named 'menu'" in refused.json()["error"]["message"]

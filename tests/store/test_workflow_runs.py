@@ -69,3 +69,27 @@ async def test_waiting_runs_can_be_abandoned(store):
     assert await runs.waiting(app_id, "s-3") is None
     assert (await runs.get(int(state.run_id))).status == "abandoned"
     assert await runs.get(new_id()) is None
+
+
+async def test_only_one_question_claims_a_waiting_run(store):
+    """Two questions at once: a single conditional UPDATE decides, so exactly one resumes the
+    run; a claim left by a process that died is taken over once it is stale."""
+    import asyncio
+
+    runs, app_id = store
+    runner = WorkflowRunner()
+    state = runner.start(MENU, SystemValues(query="hi"))
+    await runner.execute(MENU, state, lambda event: None)
+    await runs.save(row(app_id, "s-4", state))
+    run_id = int(state.run_id)
+
+    won = await asyncio.gather(*(runs.claim(run_id) for _ in range(4)))
+    assert sorted(won) == [False, False, False, True]
+    claimed = await runs.waiting(app_id, "s-4")
+    assert claimed.status == "running" and claimed.state["waiting"] == "pick"
+    assert not await runs.claim(run_id, stale_after_ms=60_000)  # a live claim is not stale
+
+    await asyncio.sleep(0.01)  # the claim's holder died: once stale, the next question takes it over
+    assert await runs.claim(run_id, stale_after_ms=1)
+    await runs.unclaim(run_id)  # a refused question gives it back
+    assert (await runs.waiting(app_id, "s-4")).status == "suspended"

@@ -104,8 +104,8 @@ async def test_the_oldest_dsl_with_a_model_mapping(driver: Driver, model: Script
     with pytest.raises(DifyImportError) as refused:
         imported("legacy_workflow.yml", known_models=["scripted", "gpt-4o-mini"])
     assert refused.value.problems == [
-        "node 1711528919501 (llm): model 'gpt-3.5-turbo' is not configured here (map it: --model gpt-3.5-turbo=NAME; known: scripted, gpt-4o-mini)",
-        "node 1711528920788 (llm): model 'gpt-3.5-turbo' is not configured here (map it: --model gpt-3.5-turbo=NAME; known: scripted, gpt-4o-mini)",
+        "node 1711528919501 (llm): model 'gpt-3.5-turbo' is not configured here (map it: --model gpt-3.5-turbo=NAME, or the admin API's models; known: scripted, gpt-4o-mini)",
+        "node 1711528920788 (llm): model 'gpt-3.5-turbo' is not configured here (map it: --model gpt-3.5-turbo=NAME, or the admin API's models; known: scripted, gpt-4o-mini)",
     ]
     definition, _ = imported("legacy_workflow.yml", models={"gpt-3.5-turbo": "scripted"}, known_models=["scripted"])
     assert definition.name == "tone-switch"

@@ -212,3 +212,24 @@ async def test_knowledge_nodes_without_a_knowledge_base_fail_clearly(driver: Dri
 ])
 def test_parse_json_object(text: str, parsed: dict | None) -> None:
     assert parse_json_object(text) == parsed
+
+
+async def test_a_workflow_node_waits_while_its_parameter_extractor_asks(driver: Driver, model: ScriptedModel) -> None:
+    """The booking workflow used as a node: its question pauses the outer run, and the answer
+    goes to the inner parameter extractor, which kept what it had (Oslo)."""
+    model.script("a room in Oslo", content='{"city": "Oslo"}')
+    model.script("four", content='{"nights": 4}')
+    outer = workflow("""
+name: trip
+nodes:
+  - {id: start, type: start}
+  - {id: book, type: workflow, workflow: booking}
+  - {id: end, type: end, reply: "Trip: {{book.reply}}"}
+edges: [{source: start, target: book}, {source: book, target: end}]
+""")
+    driver.runner.runtime.workflows = {"booking": BOOKING}.get
+    first = await driver.run(outer, query="a room in Oslo")
+    assert isinstance(first.last(), WorkflowSuspended) and first.last().reply == "Which how many nights?"
+    second = await driver.resume(outer, first.state.model_dump_json(), "four")
+    assert second.last().reply == "Trip: Booked 4 nights in Oslo"
+    assert second.node("slots")["BelongNodeID"] == "book"

@@ -259,3 +259,76 @@ async def test_run_state_is_plain_data(driver: Driver) -> None:
     outcome = await driver.run(BRANCHES, inputs={"n": 7})
     restored = RunState.model_validate_json(outcome.state.model_dump_json())
     assert restored == outcome.state
+
+
+MENU_INNER = """
+name: menu
+mode: run
+nodes:
+  - {id: start, type: start, inputs: [{name: drink, type: string, default: tea}]}
+  - {id: pick, type: option_cards, text: "Which {{start.drink}}?", options: [Green, Black]}
+  - {id: green, type: end, reply: "green tea", outputs: {kind: green}}
+  - {id: black, type: end, reply: "black tea", outputs: {kind: black}}
+edges: [{source: start, target: pick}, {source: pick, target: green, port: Green}, {source: pick, target: black, port: Black}]
+"""
+
+
+@pytest.mark.parametrize("through", [[], ["middle"]], ids=["one-deep", "two-deep"])
+async def test_a_workflow_node_pauses_with_its_inner_workflow(driver: Driver, through: list[str]) -> None:
+    """The inner workflow's option cards pause the outer run; the next question resumes the
+    inner run where it waited, from the stored (JSON) state, and the outer run goes on."""
+    library = {"menu": workflow(MENU_INNER)}
+    called = "menu"
+    for name in through:  # a workflow in between, which only calls the next one
+        library[name] = workflow(f"""
+name: {name}
+mode: run
+nodes:
+  - {{id: start, type: start}}
+  - {{id: deeper, type: workflow, workflow: {called}}}
+  - {{id: end, type: end, outputs: {{kind: "{{{{deeper.kind}}}}"}}}}
+edges: [{{source: start, target: deeper}}, {{source: deeper, target: end}}]
+""")
+        called = name
+    outer = workflow(f"""
+name: outer
+nodes:
+  - {{id: start, type: start}}
+  - {{id: call, type: workflow, workflow: {called}, inputs: {{drink: "{{{{sys.query}}}}"}}}}
+  - {{id: end, type: end, reply: "Your {{{{call.kind}}}} tea, {{{{sys.visitor}}}}"}}
+edges: [{{source: start, target: call}}, {{source: call, target: end}}]
+""")
+    driver.runner.runtime.workflows = library.get
+    paused = await driver.run(outer, query="tea", visitor="Ada")
+    assert paused.state.status == "suspended" and paused.state.waiting == "call"
+    asked = paused.last()
+    assert isinstance(asked, WorkflowSuspended) and asked.node_id == "call"
+    assert (asked.reply, asked.option_cards) == ("Which tea?", ["Green", "Black"])
+    assert paused.node("pick")["BelongNodeID"] == ("deeper" if through else "call")
+
+    resumed = await driver.resume(outer, paused.state.model_dump_json(), "Black")
+    assert resumed.state.status == "finished", resumed.state.error
+    assert resumed.last().reply == "Your black tea, Ada"
+    assert "start" not in resumed.ran()  # the outer run went on where it paused, not from its start
+    trace = [(r.node_id, r.status) for r in resumed.state.records]
+    assert trace.count(("pick", 2)) == 1 and trace.count(("pick", 1)) == 1
+    assert trace[-2:] == [("call", 2), ("end", 2)]
+
+
+async def test_a_loop_body_that_waits_for_the_user_fails_clearly(driver: Driver) -> None:
+    driver.runner.runtime.workflows = {"menu": workflow(MENU_INNER)}.get
+    looped = workflow("""
+name: looped
+nodes:
+  - {id: start, type: start}
+  - id: each
+    type: loop
+    count: 2
+    body:
+      nodes: [{id: call, type: workflow, workflow: menu}]
+  - {id: end, type: end, reply: done}
+edges: [{source: start, target: each}, {source: each, target: end}]
+""")
+    outcome = await driver.run(looped)
+    assert outcome.state.status == "failed"
+    assert outcome.node("each")["FailMessage"] == "iteration 0: node call waits for the user, which a loop's body cannot do"

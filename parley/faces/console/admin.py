@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Scope
 
-from parley.engine.apps import App, AppConflict, AppError
+from parley.engine.apps import App, AppConflict, AppError, WorkflowRejected
 from parley.engine.engine import RecordRow
 from parley.engine.faces import Face
 from parley.faces.faults import BUSY_MESSAGE, INTERNAL_MESSAGE, RETRY_AFTER_SECONDS, Fault, fault_of
@@ -46,6 +47,8 @@ def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return error_response(401, "unauthorized", "a valid admin token is required (Authorization: Bearer TOKEN)")
         try:
             return await handler(request, services)
+        except WorkflowRejected as exc:
+            return workflow_error(exc)
         except AppError as exc:
             return error_response(400, "invalid_application", str(exc))
         except AppConflict as exc:
@@ -54,6 +57,14 @@ def guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return fault_response(fault_of(exc, f"admin {request.method} {request.url.path}"))
 
     return endpoint
+
+
+def workflow_error(exc: WorkflowRejected) -> Response:
+    """400 `invalid_workflow`: the message lists every problem; `problems` name each one's
+    workflow, node and field for a program to point at."""
+    body = {"error": {"code": "invalid_workflow", "message": str(exc), "problems": [
+        {"workflow": p.workflow, "node": p.node, "field": p.field, "message": p.message} for p in exc.problems]}}
+    return json_response(body, 400)
 
 
 def fault_response(fault: Fault) -> Response:
@@ -207,17 +218,28 @@ async def _app(request: Request, services: Services) -> App | Response:
     return app
 
 
+RUN_STATUSES = ("suspended", "running", "finished", "failed", "abandoned")
+
+
 def run_json(run: Any, trace: bool = False) -> dict[str, Any]:
-    """A stored workflow run; with `trace`, every node's record and the run's values."""
+    """A stored workflow run: where it stands and, with `trace`, every node's record (input,
+    output, raw output, failure, start and cost, model time and usage, the loop or workflow node
+    it ran in), the run's values (each node's outputs, the system values) and what waiting nodes
+    keep between questions."""
+    state = run.state
+    records = state.get("records", [])
     data: dict[str, Any] = {
         "run_id": str(run.id), "session_id": run.session_id, "workflow_name": run.workflow_name,
-        "status": run.status, "error": run.error, "record_id": str(run.record_id) if run.record_id else "",
+        "status": run.status, "error": run.error, "failed_node": state.get("failed_node"),
+        "waiting": state.get("waiting"), "record_id": str(run.record_id) if run.record_id else "",
         "release_version": run.release_version, "created_at": run.created_at, "updated_at": run.updated_at,
+        "node_count": len(records),
+        "cost_ms": round(sum(r.get("cost_ms", 0) for r in records if not r.get("belong_node_id")), 3),
+        "model_ms": round(sum(r.get("model_ms", 0) for r in records if not r.get("belong_node_id")), 3),
     }
     if trace:
-        state = run.state
-        data.update(reply=state.get("reply", ""), outputs=state.get("outputs", {}), waiting=state.get("waiting"),
-                    failed_node=state.get("failed_node"), nodes=state.get("records", []))
+        data.update(reply=state.get("reply", ""), outputs=state.get("outputs", {}), nodes=records,
+                    values=state.get("values", {}), node_state=state.get("node_state", {}))
     return data
 
 
@@ -225,13 +247,20 @@ async def workflow_runs(request: Request, services: Services) -> Response:
     app = await _app(request, services)
     if isinstance(app, Response):
         return app
+    query = request.query_params
     try:
-        limit = int(request.query_params.get("limit", "50"))
+        limit = int(query.get("limit", "50"))
     except ValueError:
         return error_response(400, "bad_request", "limit must be an integer")
     if not 1 <= limit <= 1000:
         return error_response(400, "bad_request", "limit must be between 1 and 1000")
-    runs = await services.engine.workflow_runs(app.id, request.query_params.get("session_id"), limit)
+    status = query.get("status")
+    if status is not None and status not in RUN_STATUSES:
+        return error_response(400, "bad_request", f"status must be one of {', '.join(RUN_STATUSES)}")
+    before = parse_id(query["before"]) if "before" in query else None
+    if "before" in query and before is None:
+        return error_response(400, "bad_request", "before must be a run id (decimal digits)")
+    runs = await services.engine.workflow_runs(app.id, query.get("session_id"), limit, status=status, before=before)
     return json_response([run_json(r) for r in runs])
 
 
@@ -244,6 +273,76 @@ async def workflow_run(request: Request, services: Services) -> Response:
     if run is None:
         return error_response(404, "not_found", f"no workflow run {request.path_params['run_id']!r} in this application")
     return json_response(run_json(run, trace=True))
+
+
+def workflow_json(app: App) -> dict[str, Any]:
+    release = app.release
+    return {
+        "workflow": app.draft.workflow, "workflows": app.draft.workflows,
+        "release": {"version": app.release_version, "workflow": release.workflow, "workflows": release.workflows}
+        if release is not None else None,
+        "has_unpublished_changes": app.has_unpublished_changes,
+    }
+
+
+async def get_workflow(request: Request, services: Services) -> Response:
+    app = await _app(request, services)
+    if isinstance(app, Response):
+        return app
+    return json_response(workflow_json(app))
+
+
+async def workflow_body(request: Request) -> dict[str, Any] | Response:
+    """A PUT or validate body: the workflow itself (Parley's format, or a Dify DSL document), or
+    `{"workflow": ..., "workflows": [...], "models": {DIFY: PARLEY}}`; JSON, or YAML when the
+    Content-Type says so (a Dify export as it is)."""
+    if "yaml" in request.headers.get("content-type", ""):
+        try:
+            data = yaml.safe_load(await request.body() or b"{}")
+        except yaml.YAMLError as exc:
+            return error_response(400, "bad_yaml", f"the body is not valid YAML: {exc}")
+        if not isinstance(data, dict):
+            return error_response(400, "bad_yaml", "the body must be a mapping")
+    else:
+        data = await json_body(request)
+        if isinstance(data, Response):
+            return data
+    if "nodes" in data or data.get("kind") == "app":
+        data = {"workflow": data}
+    unknown = sorted(set(data) - {"workflow", "workflows", "models"})
+    if unknown:
+        return error_response(400, "bad_request", f"unknown field {unknown[0]!r}: expected a workflow, or workflow, workflows and models")
+    if not isinstance(data.get("workflows", []), list):
+        return error_response(400, "bad_request", "workflows must be a list of workflows")
+    models = data.get("models", {})
+    if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in models.items()):
+        return error_response(400, "bad_request", "models must map Dify model names to configured ones")
+    if data.get("workflow") is None:
+        return error_response(400, "bad_request", "workflow is required (DELETE removes an application's workflows)")
+    return data
+
+
+async def put_workflow(request: Request, services: Services) -> Response:
+    found = await _app(request, services)
+    if isinstance(found, Response):
+        return found
+    data = await workflow_body(request)
+    if isinstance(data, Response):
+        return data
+    dry_run = request.url.path.endswith("/validate")
+    app, notes = await services.apps.set_workflow(request.path_params["name"], data["workflow"], data.get("workflows"),
+                                                  models=data.get("models"), dry_run=dry_run)
+    if not dry_run and request.query_params.get("publish") in ("1", "true", "yes"):
+        app = await services.apps.publish(app.name)
+    return json_response({**workflow_json(app), "notes": notes, **({"valid": True} if dry_run else {})})
+
+
+async def delete_workflow(request: Request, services: Services) -> Response:
+    found = await _app(request, services)
+    if isinstance(found, Response):
+        return found
+    await services.apps.set_workflow(request.path_params["name"], None)
+    return Response(status_code=204)
 
 
 async def get_words(request: Request, services: Services) -> Response:
@@ -272,6 +371,10 @@ routes = [
     Route("/admin/apps/{name}/sessions/{session_id}/records", guarded(session_records), methods=["GET"]),
     Route("/admin/apps/{name}/workflow-runs", guarded(workflow_runs), methods=["GET"]),
     Route("/admin/apps/{name}/workflow-runs/{run_id}", guarded(workflow_run), methods=["GET"]),
+    Route("/admin/apps/{name}/workflow", guarded(get_workflow), methods=["GET"]),
+    Route("/admin/apps/{name}/workflow", guarded(put_workflow), methods=["PUT"]),
+    Route("/admin/apps/{name}/workflow", guarded(delete_workflow), methods=["DELETE"]),
+    Route("/admin/apps/{name}/workflow/validate", guarded(put_workflow), methods=["POST"]),
     Route("/admin/moderation/words", guarded(get_words), methods=["GET"]),
     Route("/admin/moderation/words", guarded(put_words), methods=["PUT"]),
 ]

@@ -41,11 +41,32 @@ SEARCH = obj(
 )
 
 
+WORKFLOW_DOC = {"type": "object", "description": "A workflow in Parley's format (docs/workflows.md: name, nodes, "
+                "edges) or a Dify DSL document (kind: app), imported on the way"}
+WORKFLOW_SET = obj({
+    "workflow": WORKFLOW_DOC, "workflows": array(WORKFLOW_DOC),
+    "models": {"type": "object", "additionalProperties": string(), "description": "Dify model name: configured model"},
+}, ["workflow"])
+WORKFLOW_SET["description"] = ("The application's workflow and those its workflow nodes name, or the workflow document "
+                               "itself; YAML with Content-Type application/yaml")
+WORKFLOW_BODY = {"required": True, "content": {"application/json": {"schema": WORKFLOW_SET},
+                                                "application/yaml": {"schema": WORKFLOW_SET}}}
+WORKFLOW_REFUSED = answer("Refused; invalid_workflow lists problems by workflow, node and field", schema=obj({
+    "error": obj({"code": string(), "message": string(), "problems": array(obj({
+        "workflow": {"type": ["string", "null"]}, "node": {"type": ["string", "null"]},
+        "field": {"type": ["string", "null"]}, "message": string()}, ["message"]))}, ["code", "message"])}, ["error"]))
+
+
 def admin(summary: str, ok: dict[str, Any] | None = None, *, status: int = 200, path: tuple[str, ...] = ("name",),
           query: tuple[dict[str, Any], ...] = (), body: dict[str, Any] | None = None) -> dict[str, Any]:
     responses = {status: ok or answer("Done"), 400: ERROR, 401: ERROR, 404: ERROR}
     return operation(summary, responses, tags=TAGS, parameters=[*path_params(*path), *query], body=body,
                      security=["adminToken"])
+
+
+def workflow_check(op: dict[str, Any]) -> dict[str, Any]:
+    op["responses"]["400"] = WORKFLOW_REFUSED
+    return op
 
 
 def publish_query() -> dict[str, Any]:
@@ -73,9 +94,20 @@ paths: PathItems = {
             parameter("before", "query", string(pattern="^[0-9]+$")),
         )),
     },
+    "/admin/apps/{name}/workflow": {
+        "get": admin("The draft's workflows and the latest release's"),
+        "put": workflow_check(admin("Put workflows into the draft (visitors get them at the next publish)",
+                                    query=(publish_query(),), body=WORKFLOW_BODY)),
+        "delete": admin("Remove the draft's workflows", {"description": "Removed"}, status=204),
+    },
+    "/admin/apps/{name}/workflow/validate": {
+        "post": workflow_check(admin("Check workflows as PUT would, storing nothing", body=WORKFLOW_BODY)),
+    },
     "/admin/apps/{name}/workflow-runs": {
         "get": admin("The application's workflow runs, newest first", query=(
             parameter("session_id", "query"),
+            parameter("status", "query", {"type": "string", "enum": ["suspended", "running", "finished", "failed", "abandoned"]}),
+            parameter("before", "query", string(pattern="^[0-9]+$", description="a run id: older runs only (the next page)")),
             parameter("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
         )),
     },

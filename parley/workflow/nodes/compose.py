@@ -8,7 +8,7 @@ from parley.workflow.definition import LoopNode, WorkflowNode
 from parley.workflow.events import WorkflowEvent, WorkflowFailed, WorkflowFinished, WorkflowSuspended
 from parley.workflow.nodes.basic import holds
 from parley.workflow.references import render
-from parley.workflow.runner import NodeContext, NodeFailed, NodeResult, RunState, SystemValues
+from parley.workflow.runner import NodeContext, NodeFailed, NodeResult, RunState, Suspend, SystemValues
 from parley.workflow.references import SYSTEM
 
 
@@ -45,6 +45,8 @@ async def run_loop(ctx: NodeContext) -> NodeResult:
         finished = await ctx.runner.run_graph(graph, inner, emit, depth=ctx.depth, belong=node.id)
         ctx.trace.extend(inner.records)
         ctx.record.model_ms += sum(r.model_ms for r in inner.records)
+        if finished is None and inner.status == "suspended":
+            raise NodeFailed(f"iteration {index}: node {inner.waiting} waits for the user, which a loop's body cannot do")
         if finished is None:
             raise NodeFailed(f"iteration {index}: node {inner.failed_node}: {inner.error}")
         if node.output is not None:
@@ -55,6 +57,9 @@ async def run_loop(ctx: NodeContext) -> NodeResult:
 
 
 async def run_workflow(ctx: NodeContext) -> NodeResult:
+    """Runs the named workflow to its end, or until it waits for the user: then this node (and
+    so the outer run) waits too, with the inner question or cards, and keeps the inner run's
+    state (plain data) in its own; the next question resumes the inner run where it paused."""
     node: WorkflowNode = ctx.node  # type: ignore[assignment]
     if ctx.depth + 1 >= ctx.runner.MAX_DEPTH:
         raise NodeFailed(f"workflows nested more than {ctx.runner.MAX_DEPTH} deep")
@@ -62,17 +67,26 @@ async def run_workflow(ctx: NodeContext) -> NodeResult:
     definition = finder(node.workflow) if finder else None
     if definition is None:
         raise NodeFailed(f"no workflow named {node.workflow!r}")
-    inputs = render(node.inputs, ctx.values)
-    ctx.record.input = inputs
     system = ctx.values.get(SYSTEM, {})
-    inner = ctx.runner.start(definition, SystemValues(**{k: system[k] for k in SystemValues.model_fields if k in system}), inputs)
-    inner.values[SYSTEM]["run_id"] = system.get("run_id", inner.run_id)
+    paused = ctx.state.get("inner")
+    if paused is not None and ctx.resumed_with is not None:
+        ctx.record.input = ctx.state.get("input")
+        system_now = SystemValues(**{k: system[k] for k in SystemValues.model_fields if k in system and k != "query"})
+        inner = ctx.runner.resume(RunState.model_validate(paused), ctx.resumed_with, system_now)
+    else:
+        inputs = render(node.inputs, ctx.values)
+        ctx.record.input = inputs
+        inner = ctx.runner.start(definition, SystemValues(**{k: system[k] for k in SystemValues.model_fields if k in system}), inputs)
+        inner.values[SYSTEM]["run_id"] = system.get("run_id", inner.run_id)
     emit = _inner_emit(ctx)
+    asked: list[WorkflowSuspended] = []
 
     def tagged(event: WorkflowEvent) -> None:
         record = getattr(event, "record", None)
         if record is not None and not record.belong_node_id:
             record.belong_node_id = node.id
+        if isinstance(event, WorkflowSuspended):
+            asked.append(event)
         emit(event)
 
     await ctx.runner.execute(definition, inner, tagged, depth=ctx.depth + 1)
@@ -83,5 +97,9 @@ async def run_workflow(ctx: NodeContext) -> NodeResult:
     if inner.status == "failed":
         raise NodeFailed(f"workflow {node.workflow}: node {inner.failed_node}: {inner.error}")
     if inner.status == "suspended":
-        raise NodeFailed(f"workflow {node.workflow} waits for the user, which a workflow used as a node cannot do")
+        inner.records = []  # already in the outer run's trace
+        ctx.state.update(inner=inner.model_dump(mode="json"), input=ctx.record.input)
+        question = asked[-1] if asked else WorkflowSuspended(node_id=inner.waiting or "", reply="")
+        return NodeResult(suspend=Suspend(question.reply, list(question.option_cards)),
+                          task_output=f"waiting in {node.workflow}: node {inner.waiting}")
     return NodeResult(outputs={**inner.outputs, "reply": inner.reply, "outputs": inner.outputs})
