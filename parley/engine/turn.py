@@ -410,6 +410,10 @@ class TurnRunner:
                         self._workflow_method = ReplyMethod.WORKFLOW_OPERATION
                 elif isinstance(event, WorkflowFailed):
                     failed = event
+        except BaseException as exc:
+            await stream.aclose()
+            await self._end_run(workflow, exc)
+            raise
         finally:
             await stream.aclose()  # a run stopped by a hit (or the turn's stop) stops its task at once
             self._workflow_usage = _workflow_procedures(state.records[first:], "failed" if failed else "success", self._elapsed())
@@ -419,6 +423,20 @@ class TurnRunner:
         await self._store_run(workflow)
         if failed is not None and self._hit is None:
             raise WorkflowFailure(failed.message)
+
+    async def _end_run(self, workflow: WorkflowTurn, exc: BaseException) -> None:
+        """The turn stopped (the visitor's stop) or broke mid-run: the run ends here and is
+        stored so, which also releases a resumed run's claim; the session's next question then
+        starts afresh instead of finding the run busy until the claim times out."""
+        state = workflow.state
+        if isinstance(exc, asyncio.CancelledError):
+            state.status, state.error = "stopped", "stopped by the visitor"
+        else:
+            state.status, state.error = "failed", f"internal error: {type(exc).__name__}"
+        try:
+            await self._store_run(workflow)
+        except Exception:
+            log.exception("could not store the ended workflow run %s", state.run_id)
 
     def _workflow_passes(self, node_id: str | None, *texts: str) -> bool:
         """False (and the hit noted) when text a node shows the visitor holds a sensitive word."""

@@ -76,7 +76,7 @@ class RunState(BaseModel):
 
     run_id: str
     workflow_name: str
-    status: Literal["running", "suspended", "finished", "failed"] = "running"
+    status: Literal["running", "suspended", "finished", "failed", "stopped"] = "running"
     values: dict[str, dict[str, Any]] = Field(default_factory=dict)
     edges: dict[int, str] = Field(default_factory=dict)
     """Edge index -> taken / skipped."""

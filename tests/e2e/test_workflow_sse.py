@@ -5,9 +5,12 @@ error and the record, and `workflow_status: disable`."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
-from tests.support.sse import post_chat
+import httpx
+
+from tests.support.sse import event_blocks, post_chat
 
 WEATHER = {
     "name": "weather",
@@ -241,3 +244,33 @@ def test_a_workflow_node_pauses_with_its_inner_workflow(parley, model):
     refused = parley.admin("POST", "/admin/apps", json={"name": "wf-nested", "workflow": outer})
     assert refused.status_code == 400
     assert "node 'order' field 'workflow': no workflow named 'menu'" in refused.json()["error"]["message"]
+
+
+def test_a_stopped_run_leaves_the_session_free(parley, model):
+    """A visitor who stops the answer while a resumed run works ends that run (stored
+    `stopped`): the session's next question starts the workflow afresh (before: the run stayed
+    claimed and every question got 460011 until `claim_timeout`, 10 minutes)."""
+    app = parley.create_app("wf-stopped", workflow=SLOW_MENU)
+    paused = ask(parley, app, "wf-s10", "a drink").answer_replies[-1]
+    run_id = paused["work_flow"]["workflow_run_id"]
+    model.script("Brew Coffee slowly", content="Brewed.", ttft=30)
+    body = {"bot_app_key": app["app_key"], "visitor_biz_id": "wf-visitor", "session_id": "wf-s10",
+            "content": "Coffee", "request_id": str(uuid.uuid4())}
+    events = []
+    with httpx.stream("POST", f"{parley.url}/v1/qbot/chat/sse", json=body, timeout=60) as response:
+        for block in event_blocks(response):
+            data = json.loads(block.split("data:", 1)[1])
+            events.append(data)
+            current = (data["payload"].get("work_flow") or {}).get("current_node") or {}
+            if data["type"] == "reply" and current.get("NodeID") == "brew" and current.get("Status") == 1:
+                stop = httpx.post(f"{parley.url}/v1/qbot/chat/stop", timeout=30, json={
+                    **{k: body[k] for k in ("bot_app_key", "visitor_biz_id", "session_id")},
+                    "record_id": data["payload"]["record_id"], "request_id": "wf-stop"})
+                assert stop.json()["type"] == "stop", stop.text
+    assert events[-1]["type"] == "reply" and events[-1]["payload"]["is_final"]
+    run = parley.admin("GET", f"/admin/apps/wf-stopped/workflow-runs/{run_id}").json()
+    assert run["status"] == "stopped", run
+    again = ask(parley, app, "wf-s10", "another drink")
+    assert not again.of("error"), again.raw
+    final = again.answer_replies[-1]
+    assert final["option_cards"] == ["Tea", "Coffee"] and final["work_flow"]["workflow_run_id"] != run_id

@@ -218,7 +218,7 @@ async def _app(request: Request, services: Services) -> App | Response:
     return app
 
 
-RUN_STATUSES = ("suspended", "running", "finished", "failed", "abandoned")
+RUN_STATUSES = ("suspended", "running", "finished", "failed", "stopped", "abandoned")
 
 
 def run_json(run: Any, trace: bool = False) -> dict[str, Any]:

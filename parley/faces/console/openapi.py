@@ -106,7 +106,7 @@ paths: PathItems = {
     "/admin/apps/{name}/workflow-runs": {
         "get": admin("The application's workflow runs, newest first", query=(
             parameter("session_id", "query"),
-            parameter("status", "query", {"type": "string", "enum": ["suspended", "running", "finished", "failed", "abandoned"]}),
+            parameter("status", "query", {"type": "string", "enum": ["suspended", "running", "finished", "failed", "stopped", "abandoned"]}),
             parameter("before", "query", string(pattern="^[0-9]+$", description="a run id: older runs only (the next page)")),
             parameter("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
         )),
