@@ -139,7 +139,7 @@ class Database:
     def __init__(self, tmp: Path, url: str | None) -> None:
         self.url = url
         self.sqlite_file = tmp / "data" / "parley.db"
-        self.args = [] if url is None else ["--database-url", url]
+        self.args = ["--no-demo"] if url is None else ["--no-demo", "--database-url", url]
 
     def check_integrity(self) -> None:
         if self.url is None:

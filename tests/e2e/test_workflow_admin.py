@@ -3,6 +3,15 @@ publishing (issue 17). Answering through it on the wire comes with the engine's 
 
 from __future__ import annotations
 
+import pytest
+
+
+@pytest.fixture(scope="module")
+def parley(parley_on_each_database):
+    """Every test here runs on both databases."""
+    return parley_on_each_database
+
+
 WORKFLOW = {
     "name": "desk",
     "nodes": [

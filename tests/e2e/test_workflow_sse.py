@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from tests.support.sse import post_chat
+
+
+@pytest.fixture(scope="module")
+def parley(parley_on_each_database):
+    """Every test here runs on both databases."""
+    return parley_on_each_database
+
 
 WEATHER = {
     "name": "weather",
