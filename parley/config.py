@@ -84,7 +84,8 @@ class Settings(BaseModel):
     """With `bus_url`: seconds a lease taken on the shared bus (a turn being run, a slot counted
     against a limit) outlives its instance's last renewal. Each instance renews every lease it
     holds every third of this; when one dies, its slots come free and any instance closes its
-    answers in progress as interrupted once this has passed."""
+    answers in progress as interrupted once this has passed. On PostgreSQL without a bus, how
+    often (every half of this) each process closes the answers of processes that died."""
     admin_token: str | None = None
     default_model: str = LOCAL_MODEL_NAME
     models: list[ModelConfig] = Field(default_factory=list)

@@ -60,6 +60,16 @@ class IdGenerator:
             return (now << (_NODE_BITS + _SEQUENCE_BITS)) | (self._node << _SEQUENCE_BITS) | self._sequence
 
 
+def node_of(minted: int) -> int:
+    """The node number of the process that minted the id `minted`."""
+    return (minted >> _SEQUENCE_BITS) & NODE_MASK
+
+
+def minted_at_ms(minted: int) -> int:
+    """When the id `minted` was minted, in milliseconds since the Unix epoch (by its minter's clock)."""
+    return (minted >> (_NODE_BITS + _SEQUENCE_BITS)) + _EPOCH_MS
+
+
 PREFERRED_NODE = int(os.environ["PARLEY_NODE_ID"]) if "PARLEY_NODE_ID" in os.environ else None
 """The node an operator asked for (PARLEY_NODE_ID); on a shared database it is claimed like any other."""
 _default = IdGenerator(PREFERRED_NODE)

@@ -65,7 +65,7 @@ from parley.store.apps import AppRepository
 from parley.store.cloudbase import CloudBaseRepository
 from parley.store.conversations import ConversationRepository
 from parley.store.database import Database
-from parley.store.id_nodes import claim_id_node
+from parley.store.id_nodes import DeadNodeTurns, claim_id_node
 from parley.store.known_sessions import KnownSessions
 from parley.store.objects import LocalObjectStore
 from parley.store.realtime_docs import RealtimeDocRepository
@@ -127,7 +127,8 @@ async def _open_services(
     )
     # On SQLite this process is the database's only writer, so it can know every session, and every
     # answer still in progress at start-up was left by a dead process. On a shared database another
-    # live instance may be writing it: with a shared bus, the lease-based reaper closes those.
+    # live instance may be writing it: the reaper closes only those no live instance holds (told by
+    # the shared bus's leases, or without one by the id nodes held on the database).
     only_writer = database.engine.dialect.name == "sqlite"
     known_sessions = await KnownSessions.load(database.engine) if only_writer else None
     id_node = await claim_id_node(database.engine)  # processes sharing a database mint ids apart
@@ -151,7 +152,11 @@ async def _open_services(
     messaging = open_messaging(
         settings, database.engine, engine, apps, delivery=shared.delivery, limiter=shared.call_rates, state=shared.im_state
     )
-    reaper = TurnReaper(conversations, bus, settings.bus_lease) if bus.shared and serving else None
+    reaper: TurnReaper | None = None
+    if serving and bus.shared:
+        reaper = TurnReaper(conversations, bus, settings.bus_lease)
+    elif serving and id_node is not None:  # a shared database without a shared bus: the id nodes tell
+        reaper = TurnReaper(conversations, DeadNodeTurns(database.engine, id_node), lease=0)
     if reaper is not None:
         reaper.start(interval=settings.bus_lease / 2)
     try:

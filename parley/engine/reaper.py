@@ -6,6 +6,10 @@ and the turn's stream without an end. Every instance sweeps from time to time: a
 still in progress whose lease has expired is closed as interrupted in the database (a
 conditional update: of two sweepers, one closes it), and its stream gets a terminal
 event, so that a client resuming it sees an end rather than silence.
+
+Without a shared bus, on a shared database (PostgreSQL), the id node each process holds on the
+database tells the same (store/id_nodes.py, `DeadNodeTurns`): an answer whose id's node no live
+process holds is closed as interrupted; there is no stream to end, it died with its process.
 """
 
 from __future__ import annotations
@@ -13,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
-from parley.bus.base import Bus
 from parley.engine.errors import ErrorKind
 from parley.engine.events import Failure, Procedure, Progress
 from parley.store.conversations import INTERRUPTED_MESSAGE, ConversationRepository, RecordRow
@@ -34,12 +37,23 @@ def terminal_events(record: RecordRow) -> list[Any]:
     return [Progress("failed", procedures, stat.get("elapsed", 0)), Failure(ErrorKind.INTERNAL.value, INTERRUPTED_MESSAGE)]
 
 
+class TurnHolders(Protocol):
+    """Who tells which turns no live instance runs: the shared bus (its leases), or the id nodes
+    held on a shared database."""
+
+    async def orphans(self, turn_ids: list[int]) -> list[int]: ...
+
+    async def close_orphan(self, turn_id: int, events: list[Any]) -> bool: ...
+
+
 class TurnReaper:
     """Closes answers in progress that no live instance holds (see the module's docstring)."""
 
-    def __init__(self, conversations: ConversationRepository, bus: Bus, lease: float) -> None:
+    def __init__(self, conversations: ConversationRepository, holders: TurnHolders, lease: float) -> None:
+        """`lease`: how long after its record is opened a turn's holder is surely known (0 when
+        the record's id itself tells)."""
         self._conversations = conversations
-        self._bus = bus
+        self._holders = holders
         self._lease = lease
         self._task: asyncio.Task[None] | None = None
 
@@ -51,11 +65,11 @@ class TurnReaper:
         opened_before = int((time.time() - self._lease) * 1000)
         candidates = await self._conversations.in_progress(opened_before)
         closed = 0
-        for turn_id in await self._bus.orphans(candidates):
+        for turn_id in await self._holders.orphans(candidates):
             record = await self._conversations.close_interrupted(turn_id)
             if record is None:
                 continue  # finished meanwhile, or another instance closed it
-            await self._bus.close_orphan(turn_id, terminal_events(record))
+            await self._holders.close_orphan(turn_id, terminal_events(record))
             closed += 1
         if closed:
             log.warning("closed %d answers whose instance stopped holding them as interrupted", closed)

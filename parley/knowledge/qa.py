@@ -52,7 +52,7 @@ def fold(text: str) -> str:
 
 @dataclass
 class _Questions:
-    signature: tuple[int, int]
+    signature: tuple[int, int, int]
     keys: np.ndarray
     qa_ids: np.ndarray
     texts: list[str]

@@ -13,6 +13,10 @@ connection; the claim then takes the node back, or another free one, before mint
 (Between the loss and the check, another process that claimed the same node could mint the same
 ids: that needs a lost connection, a new process claiming that very node, and both minting in
 the same millisecond.)
+
+The claims also tell which answers in progress have no live writer any more, without a shared
+bus (`DeadNodeTurns`, swept by engine/reaper.py): an answer's record id carries the node of the
+process that runs it, and a node whose lock nobody holds belongs to no live process.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from parley.ids import NODE_MASK, PREFERRED_NODE, IdGenerator, id_generator
+from parley.ids import NODE_MASK, PREFERRED_NODE, IdGenerator, id_generator, minted_at_ms, node_of
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,11 @@ CHECK_SECONDS = 10.0
 
 _TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(:space, :node)")
 _UNLOCK = sa.text("SELECT pg_advisory_unlock(:space, :node)")
+# The nodes held on this database now: a two-key advisory lock shows its keys as classid and objid.
+_HELD_NODES = sa.text(
+    "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND granted AND classid = :space"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
 
 
 async def claim_id_node(engine: AsyncEngine) -> IdNodeClaim | None:
@@ -59,6 +70,8 @@ class IdNodeClaim:
         self._connection: AsyncConnection | None = None
         self._checker: asyncio.Task[None] | None = None
         self.node: int | None = None
+        self.held_since: dict[int, int] = {}
+        """Node -> when (ms) this process first took it: ids with that node minted earlier are another's."""
 
     async def claim(self, preferred: int | None = None) -> int:
         """Takes `preferred` if free, else the first free node from a random start; the generator
@@ -82,6 +95,7 @@ class IdNodeClaim:
         if preferred is not None and node != preferred:
             log.warning("id node %d (PARLEY_NODE_ID) is held by another process; this one uses %d", preferred, node)
         self._connection, self.node = connection, node
+        self.held_since.setdefault(node, int(time.time() * 1000))
         self._generator.use_node(node)
         if self._checker is None:
             self._checker = asyncio.create_task(self._keep())
@@ -128,6 +142,33 @@ class IdNodeClaim:
             await _discard(connection)
             return
         await connection.close()
+
+
+class DeadNodeTurns:
+    """Which turns no live process runs, told by the id nodes held on the database: the seam
+    engine/reaper.py sweeps with on a shared database without a shared bus (the bus's leases
+    tell it otherwise). A turn's id is minted by the process that runs it, so the turn is an
+    orphan when nobody holds its node any more (its process died: PostgreSQL let the lock go with
+    its connection), or when this process holds that node now but took it after the turn began
+    (a dead process had it before)."""
+
+    def __init__(self, engine: AsyncEngine, claim: IdNodeClaim) -> None:
+        self._engine = engine
+        self._claim = claim
+
+    async def orphans(self, turn_ids: list[int]) -> list[int]:
+        if not turn_ids:
+            return []
+        async with self._engine.connect() as conn:
+            held = {int(node) for node in await conn.scalars(_HELD_NODES, {"space": ID_NODE_LOCKS})}
+        mine = self._claim.held_since
+        return [
+            turn_id for turn_id in turn_ids
+            if node_of(turn_id) not in held or minted_at_ms(turn_id) < mine.get(node_of(turn_id), 0)
+        ]
+
+    async def close_orphan(self, turn_id: int, events: list[Any]) -> bool:
+        return False  # without a shared bus a turn's stream lived and died with its process
 
 
 async def _discard(connection: AsyncConnection) -> None:

@@ -28,6 +28,9 @@ from parley.store.knowledge_tables import (
 LEARNING, SUCCESS, FAILED = "learning", "success", "failed"
 
 
+_CHECKSUM_MODULUS = 2_147_483_647  # a prime below 2**31: a million residues sum far below 2**63
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -438,12 +441,18 @@ class KnowledgeRepository:
             for r in rows
         ]
 
-    async def qa_signature(self, app_id: int) -> tuple[int, int]:
-        """Changes whenever the app's Q&A questions change (their count or newest id)."""
+    async def qa_signature(self, app_id: int) -> tuple[int, int, int]:
+        """Changes whenever the app's Q&A questions change, whoever changes them: their count,
+        newest id and a checksum of their ids. A change replaces question rows with new ids, but
+        "new" is by the minter's clock: a process on a host whose clock is behind mints ids older
+        than the newest, so the count and newest id alone can stay the same. The checksum (a sum
+        of the ids' residues, small enough for SQLite's 64-bit sum) changes with any row added or
+        removed, but for a chance of about one in two billion per change."""
         q = kb_qa_questions.c
+        query = sa.select(sa.func.count(), sa.func.max(q.id), sa.func.sum(q.id % _CHECKSUM_MODULUS)).where(q.app_id == app_id)
         async with self._engine.connect() as conn:
-            row = (await conn.execute(sa.select(sa.func.count(), sa.func.max(q.id)).where(q.app_id == app_id))).first()
-        return (row[0] or 0, row[1] or 0) if row else (0, 0)
+            row = (await conn.execute(query)).first()
+        return (row[0] or 0, row[1] or 0, int(row[2] or 0)) if row else (0, 0, 0)
 
     async def qa_questions(self, app_id: int) -> list[tuple[int, int, str, bytes]]:
         """(question id, qa id, text, vector) of every question of the app's pairs."""

@@ -57,8 +57,9 @@ websocket = {LIMIT}
 
 
 @pytest.fixture(scope="module")
-def server(scripted_model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
-    server = start_parley(tmp_path_factory.mktemp("bodies"), default_config(scripted_model) + CONFIG)
+def server(scripted_model: ScriptedModel, database_args: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
+    """One server per database (SQLite, then PostgreSQL) for the module's tests."""
+    server = start_parley(tmp_path_factory.mktemp("bodies"), default_config(scripted_model) + CONFIG, database_args)
     yield server
     server.close()
 

@@ -1,9 +1,10 @@
 """Nothing acknowledged is lost: `kill -9` with turns in flight and another process holding
-SQLite's write lock, then a restart.
+the database's write lock, then a restart; on SQLite and on PostgreSQL.
 
 The echo of a question (its `record_id`) is the acknowledgement that it is stored; answers
-are checkpointed while they stream and closed as interrupted at the next start. A question
-that cannot be stored gets an error event and no echo.
+are checkpointed while they stream and closed as interrupted: on SQLite at the next start, on
+PostgreSQL (where another live process may be writing) by any process once the dead one's id
+node is free (engine/reaper.py). A question that cannot be stored gets an error event and no echo.
 """
 
 from __future__ import annotations
@@ -98,17 +99,30 @@ class CloudBaseClient(threading.Thread):
 
 
 class WriteLock:
-    """Another process holding SQLite's write lock (BEGIN IMMEDIATE) until released."""
+    """Another process holding the write lock until released: SQLite's (BEGIN IMMEDIATE), or on
+    PostgreSQL the records table's (readers pass, writers of records wait)."""
 
-    def __init__(self, database: Path) -> None:
-        code = (
-            "import sqlite3, sys\n"
-            f"c = sqlite3.connect({str(database)!r}, isolation_level=None)\n"
-            "c.execute('BEGIN IMMEDIATE')\n"
-            "print('locked', flush=True)\n"
-            "sys.stdin.read()\n"
-            "c.execute('ROLLBACK')\n"
-        )
+    def __init__(self, database: Database) -> None:
+        if database.url is None:
+            code = (
+                "import sqlite3, sys\n"
+                f"c = sqlite3.connect({str(database.sqlite_file)!r}, isolation_level=None)\n"
+                "c.execute('BEGIN IMMEDIATE')\n"
+                "print('locked', flush=True)\n"
+                "sys.stdin.read()\n"
+                "c.execute('ROLLBACK')\n"
+            )
+        else:
+            code = (
+                "import asyncio, sys, asyncpg\n"
+                "async def hold():\n"
+                f"    c = await asyncpg.connect({database.url.replace('+asyncpg', '')!r})\n"
+                "    await c.execute('BEGIN; LOCK TABLE records IN EXCLUSIVE MODE')\n"
+                "    print('locked', flush=True)\n"
+                "    await asyncio.to_thread(sys.stdin.read)\n"
+                "    await c.execute('ROLLBACK')\n"
+                "asyncio.run(hold())\n"
+            )
         self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None and self.process.stdout.readline().strip() == "locked"
 
@@ -117,6 +131,26 @@ class WriteLock:
             assert self.process.stdin is not None
             self.process.stdin.close()
             self.process.wait(timeout=30)
+
+
+class Database:
+    """Where a test's Parley keeps its data: SQLite in its data directory, or an empty PostgreSQL database."""
+
+    def __init__(self, tmp: Path, url: str | None) -> None:
+        self.url = url
+        self.sqlite_file = tmp / "data" / "parley.db"
+        self.args = ["--no-demo"] if url is None else ["--no-demo", "--database-url", url]
+
+    def check_integrity(self) -> None:
+        if self.url is None:
+            assert sqlite3.connect(self.sqlite_file).execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp: Path) -> Database:
+    if request.param == "sqlite":
+        return Database(tmp, None)
+    return Database(tmp, request.getfixturevalue("postgres").new_database())
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -132,17 +166,17 @@ def answer_of(records: list[dict[str, Any]], question_id: str) -> list[dict[str,
     return [r for r in records if not r["is_from_self"] and r["related_record_id"] == question_id]
 
 
-def start(tmp: Path, model: ScriptedModel, **settings: Any) -> tuple[ParleyServer, dict[str, Any]]:
-    server = start_parley(tmp, crash_config(model, **settings))
+def start(tmp: Path, database: Database, model: ScriptedModel, **settings: Any) -> tuple[ParleyServer, dict[str, Any]]:
+    server = start_parley(tmp, crash_config(model, **settings), database.args)
+    assert server.data_dir == database.sqlite_file.parent
     app = server.create_app("crash", concurrency=100)
     return server, app
 
 
-def test_kill_9_with_a_write_lock_held_loses_no_acknowledged_question_and_keeps_partial_answers(model, tmp):
+def test_kill_9_with_a_write_lock_held_loses_no_acknowledged_question_and_keeps_partial_answers(model, tmp, database):
     model.script("crash-slow", content=SLOW_ANSWER, chunk_size=5, delay=0.1)
     settings = {"answer_checkpoint_interval": 0.2, "answer_checkpoint_chars": 40}
-    server, app = start(tmp, model, **settings)
-    database = server.data_dir / "parley.db"
+    server, app = start(tmp, database, model, **settings)
     locker: WriteLock | None = None
     clients: list[AdpClient] = []
     try:
@@ -185,9 +219,14 @@ def test_kill_9_with_a_write_lock_held_loses_no_acknowledged_question_and_keeps_
     for client in [*clients, cloudbase]:
         client.join(timeout=30)
 
-    assert sqlite3.connect(database).execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    restarted = start_parley(tmp, crash_config(model, **settings))
+    database.check_integrity()
+    restarted = start_parley(tmp, crash_config(model, **settings), database.args)
     try:
+        # Closed before the restarted process serves (SQLite), or soon after by its reaper (PostgreSQL).
+        wait_for(
+            lambda: not any(r["status"] == "streaming" for c in clients for r in restarted.records("crash", c.session_id)),
+            "the answers left streaming to be closed", timeout=30,
+        )
         for client in clients:
             records = restarted.records("crash", client.session_id)
             questions = [r for r in records if r["is_from_self"]]
@@ -223,11 +262,11 @@ def test_kill_9_with_a_write_lock_held_loses_no_acknowledged_question_and_keeps_
         restarted.close()
 
 
-def test_a_question_that_cannot_be_stored_gets_an_error_and_no_echo(model, tmp):
+def test_a_question_that_cannot_be_stored_gets_an_error_and_no_echo(model, tmp, database):
     model.script("not stored", content="an answer nobody may see")
-    server, app = start(tmp, model, database_busy_timeout=0.5)
+    server, app = start(tmp, database, model, database_busy_timeout=0.5)
     session = "s-" + uuid.uuid4().hex[:10]
-    locker = WriteLock(server.data_dir / "parley.db")  # held past the write timeout
+    locker = WriteLock(database)  # held past the write timeout
     try:
         stream = post_chat(server.url, {"bot_app_key": app["app_key"], "visitor_biz_id": "v", "session_id": session,
                                         "content": "not stored, please", "request_id": "r-lost"})

@@ -32,6 +32,7 @@ from tests.support.fuzzing import (
     Credentials,
     assert_no_traceback,
     digit_strings,
+    examples_shared,
     garbage_bodies,
     json_values,
     objects_with,
@@ -118,7 +119,7 @@ def test_sse_refuses_malformed_requests_and_stores_nothing(fuzz_credentials: Cre
     before = stored_state(fuzz_credentials)
     url = f"{fuzz_credentials.server.url}/v1/qbot/chat/sse"
 
-    @FUZZ
+    @examples_shared(fuzz_credentials, FUZZ)
     @given(body=refused_chat_bodies(fuzz_credentials.app_key))
     def check(body: bytes) -> None:
         response = httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=30)
@@ -164,7 +165,7 @@ def test_socketio_payloads_get_error_events_and_store_nothing(fuzz_credentials: 
                    auth={"token": ws_token(fuzz_credentials, "intruder")})
     try:
 
-        @settings(FUZZ, max_examples=20)  # long-polling answers take a round trip or two each
+        @examples_shared(fuzz_credentials, FUZZ, 20)  # long-polling answers take a round trip or two each
         @given(emit=socketio_emits())
         def check(emit: tuple[str, Any]) -> None:
             name, data = emit
@@ -176,7 +177,9 @@ def test_socketio_payloads_get_error_events_and_store_nothing(fuzz_credentials: 
 
         check()
     finally:
-        client.disconnect()
+        # Closed without waiting for the long-poll in flight, which the server answers only at its
+        # next ping (25 s): the session is closed all the same (the close packet is sent first).
+        client.client.eio.disconnect(abort=True)
     assert stored_state(fuzz_credentials) == before
 
 
@@ -211,7 +214,7 @@ def test_raw_engineio_frames_get_well_formed_answers(fuzz_credentials: Credentia
     before = stored_state(fuzz_credentials)
     url = fuzz_credentials.server.url.replace("http://", "ws://") + f"/{SIO_PATH}/?EIO=4&transport=websocket"
 
-    @FUZZ
+    @examples_shared(fuzz_credentials, FUZZ)
     @given(frames=st.lists(ENGINE_IO_FRAMES, min_size=1, max_size=3))
     def check(frames: list[str | bytes]) -> None:
         token = ws_token(fuzz_credentials, "intruder")
@@ -278,7 +281,7 @@ def cloud_calls(draw: st.DrawFn, credentials: Credentials) -> tuple[str, Any, bo
 def test_cloud_api_answers_every_call_in_its_envelope(fuzz_credentials: Credentials) -> None:
     before = stored_state(fuzz_credentials)
 
-    @settings(FUZZ, max_examples=60)
+    @examples_shared(fuzz_credentials, FUZZ, 60)
     @given(call=cloud_calls(fuzz_credentials))
     def check(call: tuple[str, Any, bool]) -> None:
         action, params, _ = call
@@ -310,7 +313,7 @@ def test_doc_parse_answers_with_parsing_or_error_events(fuzz_credentials: Creden
     base = {"session_id": OWNED_SESSION, "bot_app_key": fuzz_credentials.app_key, "file_type": "md",
             "file_name": "a.md", "cos_url": "/public/none.md", "request_id": "r-doc"}
 
-    @FUZZ
+    @examples_shared(fuzz_credentials, FUZZ)
     @given(body=st.one_of(garbage_bodies, objects_with(DOC_FIELDS).map(lambda extra: orjson.dumps({**base, **extra}))))
     def check(body: bytes) -> None:
         response = httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=30)
@@ -363,7 +366,7 @@ def test_uploads_answer_in_s3_shape(fuzz_credentials: Credentials) -> None:
     before = stored_state(fuzz_credentials)
     granted = grant(fuzz_credentials)
 
-    @FUZZ
+    @examples_shared(fuzz_credentials, FUZZ)
     @given(request=s3_requests(granted))
     def check(request: tuple[str, str, dict[str, str], dict[str, str], bytes]) -> None:
         method, path, query, headers, data = request

@@ -27,6 +27,7 @@ from tests.support.fuzzing import (
     Credentials,
     assert_no_traceback,
     digit_strings,
+    examples_shared,
     garbage_bodies,
     objects_with,
     stored_state,
@@ -80,7 +81,7 @@ def test_im_rest_calls_answer_in_the_envelope(fuzz_credentials: Credentials) -> 
     before = stored_state(fuzz_credentials)
     base = fuzz_credentials.server.url
 
-    @FUZZ
+    @examples_shared(fuzz_credentials, FUZZ)
     @given(call=im_calls(), query=im_queries(fuzz_credentials))
     def check(call: tuple[str, str, bytes], query: dict[str, str]) -> None:
         method, name, body = call
@@ -97,7 +98,7 @@ def test_im_user_calls_answer_in_the_envelope(fuzz_credentials: Credentials) -> 
     base = fuzz_credentials.server.url
     sendmsg = list(BODIES["openim/sendmsg"]["properties"])
 
-    @FUZZ
+    @examples_shared(fuzz_credentials, FUZZ)
     @given(query=im_queries(fuzz_credentials, IM_USER),
            body=st.one_of(garbage_bodies, objects_with(sendmsg).map(lambda b: json.dumps(b).encode())),
            bad_sig=texts)
@@ -164,7 +165,7 @@ def test_cloudbase_calls_answer_in_its_shape(fuzz_credentials: Credentials) -> N
     before = stored_state(fuzz_credentials)
     base = fuzz_credentials.server.url
 
-    @settings(FUZZ, max_examples=45)
+    @examples_shared(fuzz_credentials, FUZZ, 45)
     @given(request=cloudbase_requests(fuzz_credentials))
     def check(request: tuple[str, str, dict[str, str], dict[str, str], bytes]) -> None:
         method, path, query, headers, body = request

@@ -8,9 +8,16 @@ import time
 import uuid
 
 import httpx
+import pytest
 
 from parley.engine.moderation import normalize
 from tests.support.sse import post_chat, read_by_json_type
+
+
+@pytest.fixture(scope="module")
+def parley(parley_on_each_database):
+    """Every test here runs on both databases."""
+    return parley_on_each_database
 
 
 def body(app, content, **fields):

@@ -64,8 +64,11 @@ def engines() -> Iterator[SearchEngines]:
 
 
 @pytest.fixture(scope="module")
-def server(scripted_model: ScriptedModel, engines: SearchEngines, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyServer]:
-    parley = start_parley(tmp_path_factory.mktemp("search-images"), config(scripted_model, engines))
+def server(
+    scripted_model: ScriptedModel, engines: SearchEngines, database_args: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ParleyServer]:
+    """One server per database (SQLite, then PostgreSQL) for the module's tests."""
+    parley = start_parley(tmp_path_factory.mktemp("search-images"), config(scripted_model, engines), database_args)
     parley.create_app("web", search={"enabled": True, "provider": "fixed-searxng", "count": 3})
     parley.create_app("web-on-request", search={"provider": "fixed-generic", "count": 2})
     parley.create_app("vision", model="scripted-vision")

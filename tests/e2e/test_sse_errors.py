@@ -12,6 +12,12 @@ from tests.support.sse import post_chat
 
 
 @pytest.fixture(scope="module")
+def parley(parley_on_each_database):
+    """Every test here runs on both databases."""
+    return parley_on_each_database
+
+
+@pytest.fixture(scope="module")
 def app(parley):
     return parley.create_app("sse-errors")
 

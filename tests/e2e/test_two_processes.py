@@ -155,3 +155,39 @@ def test_two_processes_serve_one_application_at_once_without_losing_or_repeating
             replies = [r["replyTo"] for r in listed["recordList"] if r["role"] == "assistant"]
             assert sorted(replies) == sorted(r["recordId"] for r in listed["recordList"] if r["role"] == "user")
         assert seen == Counter(q for *_, q in cloudbase)
+
+
+def test_a_qa_pair_changed_through_one_process_is_matched_by_the_other_on_its_next_question(processes, model):
+    """Each process keeps its applications' Q&A questions in memory to match them; a pair added,
+    changed or deleted through the other process shows on the very next question, no restart."""
+    first, second = processes
+    name = "qa-" + uuid.uuid4().hex[:6]
+    app = first.create_app(name)
+    kb = f"/admin/apps/{name}/kb/qa"
+    model.script("bicycle", content="The model knows nothing about bicycles.")
+
+    def ask(server: ParleyServer, question: str) -> tuple[int, str]:
+        stream = post_chat(server.url, {"bot_app_key": app["app_key"], "visitor_biz_id": "v",
+                                        "session_id": "s-" + uuid.uuid4().hex[:10], "content": question})
+        final = stream.answer_replies[-1]
+        return final["reply_method"], final["content"]
+
+    def change(method: str, path: str, **body: Any) -> dict[str, Any]:
+        response = first.admin(method, path, json=body or None)
+        assert response.status_code in (200, 201, 204), response.text
+        return response.json() if response.content else {}
+
+    change("POST", kb, question="Where is the canteen?", answer="On the ground floor.")
+    assert ask(second, "Where is the canteen?") == (5, "On the ground floor.")  # the second process has loaded the pairs
+    assert ask(second, "Where do I leave my bicycle?")[0] != 5
+
+    pair = change("POST", kb, question="Where do I leave my bicycle?", answer="In the yard behind the building.")
+    assert ask(second, "Where do I leave my bicycle?") == (5, "In the yard behind the building.")
+
+    change("PATCH", f"{kb}/{pair['qa_biz_id']}", question="How do I book a meeting room?", answer="Through the calendar.")
+    assert ask(second, "How do I book a meeting room?") == (5, "Through the calendar.")
+    assert ask(second, "Where do I leave my bicycle?")[0] != 5
+
+    change("DELETE", f"{kb}/{pair['qa_biz_id']}")
+    assert ask(second, "How do I book a meeting room?")[0] != 5
+    assert ask(second, "Where is the canteen?") == (5, "On the ground floor.")

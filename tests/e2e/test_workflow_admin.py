@@ -7,8 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 DIFY = Path(__file__).parent.parent / "workflow" / "dify"
+
+
+@pytest.fixture(scope="module")
+def parley(parley_on_each_database):
+    """Every test here runs on both databases."""
+    return parley_on_each_database
 
 
 def put_text(parley, path: str, body: bytes, content_type: str) -> httpx.Response:

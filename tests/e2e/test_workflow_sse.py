@@ -9,8 +9,16 @@ import json
 import uuid
 
 import httpx
+import pytest
 
 from tests.support.sse import event_blocks, post_chat
+
+
+@pytest.fixture(scope="module")
+def parley(parley_on_each_database):
+    """Every test here runs on both databases."""
+    return parley_on_each_database
+
 
 WEATHER = {
     "name": "weather",

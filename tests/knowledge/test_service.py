@@ -3,6 +3,7 @@ embedded embedder."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from parley.config import KnowledgeServerSettings
+from parley.ids import IdGenerator
 from parley.knowledge.service import KnowledgeError, KnowledgeService, Resolution, quote_infos
 from parley.knowledge.settings import KnowledgeSettings
 from parley.store.database import Database
@@ -214,6 +216,33 @@ async def test_has_knowledge_sees_own_changes_at_once_and_others_later(tmp_path,
         assert await other.delete_qa(app, pair.id) is True
         assert await other.has_knowledge(app) is False
         assert await service.has_knowledge(app) is True  # someone else's: after a refresh (tests/test_caching.py)
+    finally:
+        await other.aclose()
+        await service.aclose()
+        await database.close()
+
+
+async def test_qa_pairs_changed_by_a_writer_whose_clock_is_behind_are_matched_at_once(tmp_path, database_url, monkeypatch):
+    """Each process matches Q&A questions held in memory and checks them against the database
+    before every match. Ids are time-ordered by their minter's clock only: a process on another
+    host whose clock is behind mints older ids, and its change must show all the same."""
+    database, service = await open_service(tmp_path / "own", database_url)
+    other = KnowledgeService(database.engine, KnowledgeServerSettings(), tmp_path / "own")  # another process
+    try:
+        app = 2003
+        canteen = await service.add_qa(app, "Where is the canteen?", "On the ground floor.", [])
+        await service.add_qa(app, "Where do I leave my bicycle?", "In the yard.", [])
+        assert (await service.resolve(app, "Where is the canteen?")).kind == "qa"  # its questions are in memory
+
+        behind = time.time() - 60
+        monkeypatch.setattr("parley.ids._default", IdGenerator())  # the other process's, on a host
+        monkeypatch.setattr("parley.ids.time.time", lambda: behind)  # whose clock is a minute behind
+        await other.modify_qa(app, canteen.id, question="How do I book a meeting room?", answer="Through the calendar.")
+        monkeypatch.undo()
+
+        booked = await service.resolve(app, "How do I book a meeting room?")
+        assert booked.kind == "qa" and booked.qa.answer == "Through the calendar."
+        assert (await service.resolve(app, "Where is the canteen?")).kind != "qa"
     finally:
         await other.aclose()
         await service.aclose()

@@ -14,7 +14,7 @@ from parley.store.apps import AppRepository
 from parley.store.cloudbase import BotRow, CloudBaseRepository, FeedbackRow
 from parley.store.conversations import ConversationRepository, RecordRow, SessionOwnedElsewhere
 from parley.store.database import Database
-from parley.store.id_nodes import IdNodeClaim
+from parley.store.id_nodes import DeadNodeTurns, IdNodeClaim
 from parley.store.messaging import MessageRow, MessagingRepository
 from parley.store.tables import records, sessions
 
@@ -114,6 +114,30 @@ async def test_a_claim_whose_connection_was_lost_takes_a_node_again(two_processe
     assert claim.node != node
     await rival.aclose()
     await claim.aclose()
+
+
+async def test_turns_whose_id_node_no_live_process_holds_are_orphans(two_processes):
+    """What the reaper closes without a shared bus (engine/reaper.py): a turn is an orphan when no
+    process holds its id's node any more, or when the process holding it now took it after the turn began."""
+    first, second, _ = two_processes
+    dying, living = IdNodeClaim(first.engine, IdGenerator(), check_every=3600), IdNodeClaim(second.engine, IdGenerator())
+    await dying.claim(preferred=11)
+    await living.claim(preferred=12)
+    dead_turn, live_turn = IdGenerator(11).next(), IdGenerator(12).next()
+    holders = DeadNodeTurns(second.engine, living)
+    assert await holders.orphans([dead_turn, live_turn]) == []
+
+    await dying.aclose()  # its process stopped: PostgreSQL let the lock go
+    assert await holders.orphans([dead_turn, live_turn]) == [dead_turn]
+
+    heir = IdNodeClaim(first.engine, IdGenerator())
+    await heir.claim(preferred=11)  # the dead process's node, taken by a new process
+    await asyncio.sleep(0.002)
+    own_turn = IdGenerator(11).next()
+    assert await DeadNodeTurns(first.engine, heir).orphans([dead_turn, own_turn, live_turn]) == [dead_turn]
+    assert await holders.orphans([dead_turn, own_turn, live_turn]) == []  # the other process cannot tell: the heir sweeps it
+    await heir.aclose()
+    await living.aclose()
 
 
 async def test_a_message_sent_twice_at_once_through_two_processes_is_stored_once(two_processes):

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 import orjson
+from hypothesis import seed, settings
 from hypothesis import strategies as st
 from TLSSigAPIv2 import TLSSigAPIv2
 
@@ -69,6 +71,10 @@ class Credentials:
     def app_key(self) -> str:
         return self.app["app_key"]
 
+    @property
+    def database(self) -> str:
+        return "sqlite" if self.server.database_url is None else "postgresql"
+
     def im_query(self, identifier: str = IM_ADMIN, nonce: int | None = None) -> dict[str, str]:
         """A signed query; `nonce` is the `random` value (drawn here when not given)."""
         sig = self.admin_sig if identifier == IM_ADMIN else self.user_sig
@@ -80,6 +86,23 @@ class Credentials:
         response = httpx.post(f"{self.server.url}/v4/{path}", params=self.im_query(), json=body, timeout=30)
         assert response.status_code == 200
         return response.json()
+
+
+SEEDS = {"sqlite": 0, "postgresql": 1}
+Test = TypeVar("Test", bound=Callable[..., Any])
+
+
+def examples_shared(credentials: Credentials, base: settings, max_examples: int | None = None) -> Callable[[Test], Test]:
+    """`base` (with `max_examples`) for a fuzz test that runs on both databases: half the examples
+    on each, drawn from a seed of the database's own, so that the two halves together try as many
+    different cases as one run on one database did, at the same cost."""
+    examples = base.max_examples if max_examples is None else max_examples
+    half = settings(base, max_examples=max(1, (examples + 1) // 2))
+
+    def apply(test: Test) -> Test:
+        return seed(SEEDS[credentials.database])(half(test))
+
+    return apply
 
 
 def prepare(server: ParleyServer) -> Credentials:
