@@ -40,10 +40,11 @@ DOCUMENT_FIELDS = (
 )
 SEGMENT_FIELDS = 's.seq, d.name, s.app_id, s.generation, s.ordinal, s.text, s.tokens, s.page, s.sheet, s.headings, s.start, s."end", s.vector'
 SEARCH_FIELDS = "x.seq, d.name, x.app_id, x.dims, x.embedding::text, x.words::text"
+MUST_BE_EQUAL = ("documents", "file paths", "segments", "search rows", "staged rows", "exact nearest", "keyword results")
 
 
-async def load(url: str, size: int, work: Path, bulk: bool) -> dict[str, Any]:
-    """Fills one database and reads back what search sees."""
+async def load(url: str, size: int, work: Path, bulk: bool, asked: int = QUESTIONS) -> dict[str, Any]:
+    """Fills one database and reads back what search sees (for `asked` questions)."""
     shutil.rmtree(work, ignore_errors=True)
     database = Database(url)
     await database.migrate()
@@ -69,12 +70,12 @@ async def load(url: str, size: int, work: Path, bulk: bool) -> dict[str, Any]:
             f"SELECT {SEARCH_FIELDS} FROM kb_segments_search x JOIN kb_documents d ON d.id = x.doc_id ORDER BY x.seq"
         ))).all()
         found["staged rows"] = await conn.scalar(sa.text("SELECT count(*) FROM kb_staged_segments"))
-    asked = questions(QUESTIONS, size)
-    vectors = embedder.embed_queries(asked)
+    texts = questions(asked, size)
+    vectors = embedder.embed_queries(texts)
     ann = PostgresVectorSearch(database.engine, embedder.dimensions)
     keywords = PostgresKeywordSearch(database.engine)
     exact, approximate, keyword, hybrid = [], [], [], []
-    for question, q in zip(asked, vectors):
+    for question, q in zip(texts, vectors):
         exact.append([row.seq for row, _ in await ann.nearest(APP, q, 10, EVERYTHING, exact=True)])
         approximate.append([row.seq for row, _ in await ann.nearest(APP, q, 10, EVERYTHING)])
         keyword.append(await keywords.search(APP, query_terms(question), 40, EVERYTHING))
@@ -102,7 +103,7 @@ def main() -> None:
     finally:
         postgres.close()
     failed = False
-    for key in ("documents", "file paths", "segments", "search rows", "staged rows", "exact nearest", "keyword results"):
+    for key in MUST_BE_EQUAL:
         same = pipeline[key] == bulk[key]
         failed |= not same
         count = len(pipeline[key]) if isinstance(pipeline[key], list) else pipeline[key]
