@@ -54,6 +54,25 @@ def check_name(name: str) -> str:
     return name
 
 
+def document_context(name: str, title: str) -> str:
+    """What leads every segment's embedded and indexed text: the document's name and title."""
+    return " > ".join([PurePosixPath(name).stem, *([title] if title else [])])
+
+
+def prepare_segments(embedder: Embedder, context: str, batch: list[Segment]) -> list[StagedSegment]:
+    """Embeds and tokenises a batch (worker thread). The document and heading path lead the
+    text that is embedded and indexed, so a segment is found by what it is about."""
+    heads = [" > ".join([context, *s.headings]) for s in batch]
+    vectors = embedder.embed_passages([f"{h}\n{s.text}" for h, s in zip(heads, batch)])
+    return [
+        StagedSegment(
+            ordinal=s.ordinal, text=s.text, tokens=index_text(f"{h} {s.text}"), page=s.page, sheet=s.sheet,
+            headings=s.heading_path, start=s.start, end=s.end, vector=pack(v),
+        )
+        for h, s, v in zip(heads, batch, vectors)
+    ]
+
+
 class Ingestor:
     def __init__(
         self,
@@ -80,7 +99,7 @@ class Ingestor:
     ) -> Registered:
         name = check_name(name)
         digest = hashlib.sha256(data).hexdigest()
-        path = self._files / str(app_id) / digest[:2] / f"{digest}.{file_type(name)}"
+        path = self.stored_path(app_id, name, digest)
         if not path.exists():
             await asyncio.to_thread(_write_atomically, path, data)
         document, action = await self._repo.register_document(
@@ -88,6 +107,10 @@ class Ingestor:
             file_path=str(path), url=url, labels=labels,
         )
         return Registered(document, action)
+
+    def stored_path(self, app_id: int, name: str, digest: str) -> Path:
+        """Where the copy of a file is kept: content-addressed, so versions and names share it."""
+        return self._files / str(app_id) / digest[:2] / f"{digest}.{file_type(name)}"
 
     # --- learning --------------------------------------------------------------------------
 
@@ -113,11 +136,11 @@ class Ingestor:
             total = len(segments)
             if progress:
                 progress(document, len(done), total)
-            context = " > ".join([PurePosixPath(document.name).stem, *([parsed.title] if parsed.title else [])])
+            context = document_context(document.name, parsed.title)
             todo = [s for s in segments if s.ordinal not in done]
             for start in range(0, len(todo), BATCH):
                 batch = todo[start : start + BATCH]
-                staged = await asyncio.to_thread(self._prepare, context, batch)
+                staged = await asyncio.to_thread(prepare_segments, self._embedder, context, batch)
                 if await self._repo.get_document(doc_id) is None:
                     return None  # deleted while learning
                 await self._repo.stage_segments(document.app_id, doc_id, generation, staged)
@@ -137,19 +160,6 @@ class Ingestor:
             if replaced is not None and self._on_commit is not None:
                 await self._on_commit(document.app_id, replaced)
         return await self._repo.get_document(doc_id)
-
-    def _prepare(self, context: str, batch: list[Segment]) -> list[StagedSegment]:
-        """Embeds and tokenises a batch (worker thread). The document and heading path lead the
-        text that is embedded and indexed, so a segment is found by what it is about."""
-        heads = [" > ".join([context, *s.headings]) for s in batch]
-        vectors = self._embedder.embed_passages([f"{h}\n{s.text}" for h, s in zip(heads, batch)])
-        return [
-            StagedSegment(
-                ordinal=s.ordinal, text=s.text, tokens=index_text(f"{h} {s.text}"), page=s.page, sheet=s.sheet,
-                headings=s.heading_path, start=s.start, end=s.end, vector=pack(v),
-            )
-            for h, s, v in zip(heads, batch, vectors)
-        ]
 
     # --- background ------------------------------------------------------------------------
 
