@@ -177,7 +177,7 @@ class PostgresVectorSearch:
     """
 
     def __init__(
-        self, engine: AsyncEngine, dimensions: int, *, ef_search: int = 96, m: int = 16, ef_construction: int = 64
+        self, engine: AsyncEngine, dimensions: int, *, ef_search: int = 96, m: int = 16, ef_construction: int = 128
     ) -> None:
         self._engine = engine
         self.dimensions = dimensions
