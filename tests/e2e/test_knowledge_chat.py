@@ -149,11 +149,12 @@ def test_a_workflow_searches_the_knowledge_base_within_its_labels(server, model)
         "nodes": [
             {"id": "start", "type": "start", "inputs": [{"name": "dept", "type": "string", "default": "it"}]},
             {"id": "find", "type": "knowledge_retrieval", "labels": {"dept": ["{{start.dept}}"]}, "top_k": 1},
+            {"id": "qa", "type": "knowledge_qa", "query": "QA node: {{sys.query}}", "labels": {"dept": ["{{start.dept}}"]}},
             {"id": "answer", "type": "llm", "system": "Facts: {{find.text}}", "prompt": "Flow question: {{sys.query}}"},
             {"id": "end", "type": "end", "reply": "{{answer.text}}"},
         ],
-        "edges": [{"source": "start", "target": "find"}, {"source": "find", "target": "answer"},
-                  {"source": "answer", "target": "end"}],
+        "edges": [{"source": "start", "target": "find"}, {"source": "find", "target": "qa"},
+                  {"source": "qa", "target": "answer"}, {"source": "answer", "target": "end"}],
     }
     server.create_app("kb-flow", workflow=workflow)
     for name, (text, label) in DOCUMENTS.items():
@@ -167,8 +168,17 @@ def test_a_workflow_searches_the_knowledge_base_within_its_labels(server, model)
     model.script("Flow question", content="Done.")
     _, it = ask(server, "kb-flow", "What is the office wifi password?")
     assert it.answer_replies[-1]["reply_method"] == 16
-    system = model.stats()["requests"][-1]["messages"][0]["content"]
+    requests = model.stats()["requests"]
+    system = requests[-1]["messages"][0]["content"]
     assert system == "Facts: " + DOCUMENTS["wifi.txt"][0]
+    # the knowledge Q&A node asked the model with the passages it found, and reported itself
+    qa_request = requests[-2]["messages"]
+    assert qa_request[-1]["content"] == "QA node: What is the office wifi password?"
+    assert DOCUMENTS["wifi.txt"][0] in qa_request[0]["content"]
+    qa_node = [r["work_flow"]["current_node"] for r in it.answer_replies
+               if not r["is_final"] and r.get("work_flow") and r["work_flow"]["current_node"]["NodeID"] == "qa"][-1]
+    assert (qa_node["NodeType"], qa_node["Status"]) == (4, 2)
+    assert qa_node["Output"].startswith('{"text":"Echo: QA node: What is the office wifi password?"')
     _, hr = ask(server, "kb-flow", "What is the office wifi password?", custom_variables={"dept": "hr"})
     assert hr.answer_replies[-1]["content"] == "Done."
     assert "wifi" not in model.stats()["requests"][-1]["messages"][0]["content"]  # out of the node's label scope
