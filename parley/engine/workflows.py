@@ -15,6 +15,10 @@ from parley.workflow.events import NodeRecord
 from parley.workflow.runner import RunState, SystemValues, WorkflowRunner
 from parley.workflow.seams import Passage, RegistryChat, runtime_from_settings
 
+RUN_STATUSES = ("suspended", "running", "finished", "failed", "stopped", "abandoned")
+"""A stored run's status: the runner's own (RunState.status), or `abandoned` (the session's
+application moved to another workflow while the run waited). The admin API filters by them."""
+
 if TYPE_CHECKING:
     from parley.engine.sources import KnowledgeSource
 

@@ -22,6 +22,7 @@ from starlette.types import Scope
 from parley.engine.apps import App, AppConflict, AppError, WorkflowRejected
 from parley.engine.engine import RecordRow
 from parley.engine.faces import Face
+from parley.engine.workflows import RUN_STATUSES
 from parley.faces.faults import BUSY_MESSAGE, INTERNAL_MESSAGE, RETRY_AFTER_SECONDS, Fault, fault_of
 from parley.ids import parse_id
 from parley.faces.bodies import BodyLimit
@@ -216,9 +217,6 @@ async def _app(request: Request, services: Services) -> App | Response:
     if app is None:
         return error_response(404, "not_found", f"no application named {request.path_params['name']!r}")
     return app
-
-
-RUN_STATUSES = ("suspended", "running", "finished", "failed", "stopped", "abandoned")
 
 
 def run_json(run: Any, trace: bool = False) -> dict[str, Any]:

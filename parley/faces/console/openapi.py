@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from parley.engine.apps import AppConfig
+from parley.engine.workflows import RUN_STATUSES
 from parley.faces.openapi import (
     PathItems,
     answer,
@@ -106,7 +107,7 @@ paths: PathItems = {
     "/admin/apps/{name}/workflow-runs": {
         "get": admin("The application's workflow runs, newest first", query=(
             parameter("session_id", "query"),
-            parameter("status", "query", {"type": "string", "enum": ["suspended", "running", "finished", "failed", "stopped", "abandoned"]}),
+            parameter("status", "query", {"type": "string", "enum": list(RUN_STATUSES)}),
             parameter("before", "query", string(pattern="^[0-9]+$", description="a run id: older runs only (the next page)")),
             parameter("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}),
         )),
